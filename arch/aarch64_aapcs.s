@@ -1,0 +1,101 @@
+// greenhub context switch for aarch64, AAPCS64 (Linux, the BSDs).
+//
+// Two symbols, with the same contract as arch/x86_64_sysv.s:
+//
+//   usize greenhub_v0_switch(void **save_sp /* x0 */, void *load_sp /* x1 */, usize value /* x2 */)
+//       Saves the callee-saved state of the running context on its own stack, stores the resulting
+//       stack pointer to *save_sp, loads load_sp as the stack pointer, restores the state found there
+//       and returns `value` (in x0) *in the other context*.
+//
+//   greenhub_v0_trampoline
+//       Never called. It is the return address (x30) planted in the frame of a context that has not
+//       run yet (src/arch.rs, `init_frame`): the first switch into such a frame "returns" here with
+//       x19 = the entry function and x20 = its argument. It calls entry(value, arg), which never
+//       returns.
+//
+// The saved frame, the same on every stack (what `sp` points at while a context is suspended):
+//
+//     sp+152  d15        sp+144  d14
+//     sp+136  d13        sp+128  d12
+//     sp+120  d11        sp+112  d10
+//     sp+104  d9         sp+96   d8
+//     sp+88   x30 (lr: where the context resumes)
+//     sp+80   x29 (fp)
+//     sp+72   x28        sp+64   x27
+//     sp+56   x26        sp+48   x25
+//     sp+40   x24        sp+32   x23
+//     sp+24   x22        sp+16   x21
+//     sp+8    x20        sp+0    x19
+//
+// Why exactly these: AAPCS64 makes x19-x29, the link register and the low 64 bits of v8-v15 (d8-d15)
+// callee-saved. FPCR is not switched (each context inherits the thread's rounding mode); `msr fpcr`
+// is a serialising instruction on many cores and the x86_64 port's MXCSR handling has no cheap
+// counterpart here. The 160-byte frame keeps sp 16-byte aligned, as the architecture requires.
+//
+// The stack pointer moves from one valid stack straight to another with a single `mov`, so a signal
+// arriving anywhere in here runs on a real stack below a complete frame.
+
+    .text
+
+    .p2align 4
+    .globl greenhub_v0_switch
+    .hidden greenhub_v0_switch
+    .type greenhub_v0_switch,%function
+greenhub_v0_switch:
+    .cfi_startproc
+    // State: sp = the caller's sp; x30 = where the caller resumes; CFA = sp.
+    sub sp, sp, #160                    // room for the frame (stays 16-byte aligned)
+    .cfi_def_cfa_offset 160
+    stp x19, x20, [sp, #0]              // callee-saved general registers ...
+    stp x21, x22, [sp, #16]
+    stp x23, x24, [sp, #32]
+    stp x25, x26, [sp, #48]
+    stp x27, x28, [sp, #64]
+    stp x29, x30, [sp, #80]             // ... the frame pointer and the return address
+    .cfi_offset x29, -80
+    .cfi_offset x30, -72
+    stp d8, d9, [sp, #96]               // callee-saved low halves of v8-v15
+    stp d10, d11, [sp, #112]
+    stp d12, d13, [sp, #128]
+    stp d14, d15, [sp, #144]
+    // State: the whole frame is on the outgoing stack; CFA = sp+160.
+    mov x9, sp                          // sp cannot be stored directly: go through a scratch register
+    str x9, [x0]                        // publish the outgoing context's stack pointer
+    mov sp, x1                          // the switch: from here on we are on the incoming stack
+    // State: sp -> the incoming context's saved frame (same layout); CFA = sp+160.
+    ldp x19, x20, [sp, #0]              // its callee-saved general registers ...
+    ldp x21, x22, [sp, #16]
+    ldp x23, x24, [sp, #32]
+    ldp x25, x26, [sp, #48]
+    ldp x27, x28, [sp, #64]
+    ldp x29, x30, [sp, #80]             // ... its frame pointer and where it resumes
+    ldp d8, d9, [sp, #96]               // its d8-d15
+    ldp d10, d11, [sp, #112]
+    ldp d12, d13, [sp, #128]
+    ldp d14, d15, [sp, #144]
+    add sp, sp, #160                    // pop the frame
+    .cfi_def_cfa_offset 0
+    .cfi_restore x29
+    .cfi_restore x30
+    // State: sp = the incoming context's sp at its call; x30 = where it resumes.
+    mov x0, x2                          // the value handed over becomes the return value
+    ret                                 // branch to x30: resume it (or enter the trampoline)
+    .cfi_endproc
+    .size greenhub_v0_switch, .-greenhub_v0_switch
+
+    .p2align 4
+    .globl greenhub_v0_trampoline
+    .hidden greenhub_v0_trampoline
+    .type greenhub_v0_trampoline,%function
+greenhub_v0_trampoline:
+    .cfi_startproc
+    // Backtraces end here: the return-address column is undefined, which unwinders report as the
+    // end of the stack.
+    .cfi_undefined x30
+    // State: entered by the `ret` of greenhub_v0_switch with sp = the top of the stack the fresh
+    // frame was written at (16-byte aligned), x0 = the value handed over, x19 = entry, x20 = arg.
+    mov x1, x20                         // entry's second argument (x0 already holds the first)
+    blr x19                             // call entry(value, arg)
+    brk #1                              // entry never returns; if it did, trap rather than run on
+    .cfi_endproc
+    .size greenhub_v0_trampoline, .-greenhub_v0_trampoline
