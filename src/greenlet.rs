@@ -382,7 +382,7 @@ impl<T: 'static> Greenlet<T> {
             let my_id = me.id;
             core.joiners.borrow_mut().retain(|w| w.core().id != my_id);
             match wake {
-                Wake::TimedOut | Wake::Killed => return false,
+                Wake::TimedOut | Wake::Killed | Wake::ScopeExpired => return false,
                 Wake::Woken | Wake::Deadlock => {}
             }
         }

@@ -68,6 +68,10 @@ pub(crate) enum Wake {
     Killed,
     /// Main greenlet only: nothing can ever wake it.
     Deadlock,
+    /// The deadline of an enclosing timeout scope (`timeout`, `Timeout`) passed: the blocking call
+    /// returns its timeout error (`io::ErrorKind::TimedOut` for I/O) so `?` carries it to the scope.
+    #[allow(dead_code)] // produced once timeout scopes land (the sync issue)
+    ScopeExpired,
 }
 
 /// What a parked greenlet waits for, for diagnostics.
@@ -821,6 +825,12 @@ impl Hub {
         self.tearing_down.set(false);
     }
 
+    /// The mio registry, for registering I/O sources with this hub.
+    #[allow(dead_code)] // used by net
+    pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&mio::Registry) -> R) -> R {
+        f(self.poll.borrow().registry())
+    }
+
     fn stats(&self) -> Stats {
         let mut s = self.stats.get();
         s.slice_bytes_reserved = self
@@ -925,7 +935,7 @@ pub fn sleep_until(deadline: Instant) {
             return hub.yield_now();
         }
         match hub.park(WaitOn::Sleep, Some(deadline)) {
-            Wake::TimedOut | Wake::Killed | Wake::Deadlock => return,
+            Wake::TimedOut | Wake::Killed | Wake::Deadlock | Wake::ScopeExpired => return,
             Wake::Woken => {}
         }
     }
