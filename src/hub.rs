@@ -75,6 +75,7 @@ pub(crate) enum Wake {
 }
 
 /// What a parked greenlet waits for, for diagnostics.
+#[allow(dead_code)] // Io and Sync are used by net and sync
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitOn {
     Nothing,
@@ -169,6 +170,7 @@ pub(crate) struct Hub {
     poll: RefCell<mio::Poll>,
     events: RefCell<mio::Events>,
     /// Wakes this hub from another thread.
+    #[allow(dead_code)] // used by cross-thread handoff and the resolver
     waker: Arc<mio::Waker>,
     /// Set by other threads before they use `waker`; tells the loop a poll is worth a syscall.
     remote_pending: Arc<AtomicBool>,

@@ -95,16 +95,6 @@ impl Stack {
         self.base.wrapping_add(page_size())
     }
 
-    /// The guard page's address range, for the overflow diagnosis.
-    pub(crate) fn guard(&self) -> (usize, usize) {
-        (self.base as usize, self.limit() as usize)
-    }
-
-    /// Usable bytes.
-    pub(crate) fn size(&self) -> usize {
-        self.len - page_size()
-    }
-
     /// Whether `addr` lies in the usable part of this stack.
     pub(crate) fn contains(&self, addr: usize) -> bool {
         addr >= self.limit() as usize && addr <= self.top() as usize
@@ -132,11 +122,6 @@ pub(crate) struct Slice {
 const SHRINK_FLOOR: usize = 16 * 1024;
 
 impl Slice {
-    /// Bytes currently held.
-    pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// Heap bytes reserved for this slice.
     pub(crate) fn capacity(&self) -> usize {
         self.bytes.capacity()

@@ -58,6 +58,7 @@ impl<A> Timers<A> {
     }
 
     /// Pending (not cancelled, not fired) timers.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
@@ -133,12 +134,6 @@ impl<A> Timers<A> {
             return Some(self.slots.remove(slot).action);
         }
         None
-    }
-
-    /// Removes every pending timer, returning their actions (for teardown).
-    pub(crate) fn drain(&mut self) -> Vec<A> {
-        self.heap.clear();
-        self.slots.drain().map(|p| p.action).collect()
     }
 }
 
