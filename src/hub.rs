@@ -274,14 +274,15 @@ impl Drop for TeardownGuard {
             return;
         }
         // SAFETY: a non-null CURRENT points at the boxed hub of this thread, alive until the
-        // `Box::from_raw` below (invariant 7: only teardown frees it).
+        // `Box::from_raw` below (invariant 7 in ARCHITECTURE.md: only teardown frees it).
         let hub = unsafe { &*p };
         hub.kill_all();
         TORN_DOWN.with(|t| t.set(true));
         CURRENT.with(|c| c.set(ptr::null()));
         // SAFETY: `p` came from Box::into_raw in `install`; every worker has been killed and
         // unwound (or abandoned, never to be resumed), the hub context is suspended and never
-        // resumed again, and CURRENT no longer hands the pointer out, so nothing refers to it.
+        // resumed again, and CURRENT no longer hands the pointer out, so nothing refers to it
+        // (invariants 4 and 7).
         drop(unsafe { Box::from_raw(p.cast_mut()) });
     }
 }
@@ -336,8 +337,8 @@ impl Hub {
         let hub_stack = Stack::new(config.hub_stack_size)?;
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
-        // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused; its top is page
-        // aligned.
+        // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused (invariant 8); its top
+        // is page aligned.
         let hub_sp = unsafe { arch::init_frame(hub_stack.top(), hub_entry, 0) };
         let main: Rc<dyn Task> = Rc::new(MainTask {
             core: Core::new(Kind::Main, None),
@@ -366,7 +367,7 @@ impl Hub {
         });
         let p: *const Hub = Box::into_raw(hub);
         CURRENT.with(|c| c.set(p));
-        // SAFETY: just leaked from a Box; freed only by TeardownGuard.
+        // SAFETY: just leaked from a Box; freed only by TeardownGuard (invariant 7).
         Ok(unsafe { &*p })
     }
 
@@ -390,7 +391,7 @@ impl Hub {
             );
         }
         // SAFETY: non-null `current` points at the core of the task owned by `running`, which stays
-        // owned there while that greenlet runs.
+        // owned there while that greenlet runs (invariant 9).
         unsafe { &*p }
     }
 
@@ -419,7 +420,8 @@ impl Hub {
         self.bump(|s| s.switches += 1);
         // SAFETY: `core.sp` is a heap cell that outlives the switch back (the core is owned by
         // `live` or is main's); `hub_sp` was stored by the hub context's own last switch or made by
-        // init_frame, and the hub stack is never copied or shared, so its bytes are in place.
+        // init_frame, and the hub stack is never copied or shared, so its bytes are in place
+        // (invariants 1, 8, 9); nothing unwinds across it (invariant 3).
         unsafe { arch::switch(core.sp.as_ptr(), self.hub_sp.get(), 0) };
     }
 
@@ -610,7 +612,7 @@ impl Hub {
             );
             debug_assert!(self.shared.contains(oc.sp.get() as usize));
             // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top) on
-            // the shared stack, and we run on the hub's stack (invariant: slicing runs on the hub).
+            // the shared stack, and we run on the hub's stack (invariants 1 and 8).
             copied += unsafe { oc.slice.borrow_mut().save(oc.sp.get(), top) } as u64;
             saves += 1;
         }
@@ -618,11 +620,11 @@ impl Hub {
             debug_assert!(self.shared.contains(core.sp.get() as usize));
             // SAFETY: the slice was saved from [sp, top) of this same shared stack; the previous
             // occupant's bytes were just saved (or it finished), so nothing uses those addresses;
-            // we run on the hub's stack.
+            // we run on the hub's stack (invariants 1 and 8).
             copied += unsafe { core.slice.borrow().restore(core.sp.get()) } as u64;
             restores += 1;
         } else {
-            // SAFETY: the shared stack's top is page aligned and nothing occupies it now.
+            // SAFETY: the shared stack's top is page aligned and nothing occupies it now (invariant 8).
             core.sp
                 .set(unsafe { arch::init_frame(top, worker_entry, 0) });
             core.started.set(true);
@@ -639,7 +641,7 @@ impl Hub {
     fn resume(&self, task: Rc<dyn Task>) {
         let core: *const Core = task.core();
         // SAFETY: `task` keeps the core alive until it is moved into `running`, which keeps it
-        // alive until we take it back out below.
+        // alive until we take it back out below (invariant 9).
         let c = unsafe { &*core };
         if c.kind == Kind::Worker {
             self.make_occupant(&task);
@@ -653,7 +655,7 @@ impl Hub {
         // bytes are in place (main's own stack, or make_occupant just restored the worker); the
         // hub's saved sp goes to a cell of the hub, which outlives the switch back. The hub's frame
         // holds no owned values across this switch (`task` is in `running`), so abandoning the hub
-        // context at teardown leaks nothing.
+        // context at teardown leaks nothing (invariants 1, 3, 7, 8).
         unsafe { arch::switch(self.hub_sp.as_ptr(), sp, 0) };
         self.entered_hub();
     }

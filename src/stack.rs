@@ -104,7 +104,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: the mapping was made in `new` with exactly this base and length, and the hub drops
-        // a Stack only when no context runs on it or is suspended on it.
+        // a Stack only when no context runs on it or is suspended on it (invariant 7).
         unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
@@ -144,7 +144,7 @@ impl Slice {
         }
         // SAFETY: the caller guarantees [sp, top) is readable stack memory not being written while
         // we copy (its owner is suspended and we run on the hub's stack); the destination has room
-        // for n bytes and cannot overlap a stack mapping.
+        // for n bytes and cannot overlap a stack mapping (invariants 1 and 8).
         unsafe {
             ptr::copy_nonoverlapping(sp, self.bytes.as_mut_ptr(), n);
             self.bytes.set_len(n);
@@ -162,7 +162,7 @@ impl Slice {
     pub(crate) unsafe fn restore(&self, sp: *mut u8) -> usize {
         let n = self.bytes.len();
         // SAFETY: the caller guarantees [sp, sp+n) is writable shared-stack memory that nothing
-        // running or suspended is using; the heap buffer cannot overlap it.
+        // running or suspended is using; the heap buffer cannot overlap it (invariants 1 and 8).
         unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr(), sp, n) };
         n
     }
