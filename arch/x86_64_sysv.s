@@ -69,10 +69,22 @@ greenhub_v0_switch:
     fnstcw [rsp + 4]                    # x87 control word -> sp+4
     # State: the whole frame above is on the outgoing stack; CFA = rsp+64.
     mov [rdi], rsp                      # publish the outgoing context's stack pointer
+    mov r8, rsp                         # keep the outgoing frame's address for the comparison below
     mov rsp, rsi                        # the switch: from here on we are on the incoming stack
-    # State: rsp -> the incoming context's saved frame (same layout); CFA = rsp+64.
-    ldmxcsr [rsp]                       # its MXCSR
-    fldcw [rsp + 4]                     # its x87 control word
+    # State: rsp -> the incoming context's saved frame (same layout); CFA = rsp+64;
+    # r8 -> the outgoing frame, whose float control is what the CPU holds right now.
+    # Loading MXCSR and the x87 control word costs tens of cycles, and almost every switch finds
+    # them equal, so load them only when a control bit differs. MXCSR bits 0-5 are exception
+    # status flags, which the ABI does not preserve across calls, so they are left out (mask
+    # 0xFFC0: DAZ, exception masks, rounding control, FZ).
+    mov ecx, [rsp]                      # incoming MXCSR
+    xor ecx, [r8]                       # bits that differ from the current MXCSR
+    test ecx, 0xFFC0                    # any control bit?
+    jnz 2f                              # yes: load both
+    movzx ecx, word ptr [rsp + 4]       # incoming x87 control word
+    cmp cx, word ptr [r8 + 4]           # the same as the current one?
+    jne 2f                              # no: load both
+1:
     add rsp, 8                          # drop the float-control slot
     .cfi_adjust_cfa_offset -8
     pop r15                             # its r15
@@ -96,6 +108,11 @@ greenhub_v0_switch:
     # State: rsp -> the incoming context's return address; CFA = rsp+8.
     mov rax, rdx                        # the value handed over becomes the return value
     ret                                 # resume the incoming context (or enter the trampoline)
+2:
+    # State: as at label 1, with the incoming float control not yet loaded; CFA = rsp+64.
+    ldmxcsr [rsp]                       # its MXCSR
+    fldcw [rsp + 4]                     # its x87 control word
+    jmp 1b                              # back to popping the general registers
     .cfi_endproc
     .size greenhub_v0_switch, .-greenhub_v0_switch
 

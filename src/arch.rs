@@ -111,6 +111,7 @@ unsafe fn write_frame(words: *mut usize, entry: usize, arg: usize, trampoline: u
 
 /// The current stack pointer (approximately: the address of a local), for debug checks that the
 /// running context is on the stack the hub believes it is on.
+#[cfg(debug_assertions)]
 #[inline(always)]
 pub(crate) fn approximate_sp() -> usize {
     let marker = 0u8;

@@ -79,8 +79,11 @@ pub(crate) struct Core {
     pub(crate) kill: Cell<bool>,
     /// Key in the hub's `live` table.
     pub(crate) live_key: Cell<usize>,
-    /// Greenlets waiting for this one to finish.
-    pub(crate) joiners: RefCell<Vec<Waiter>>,
+    /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
+    /// so a join allocates nothing).
+    joiner: Cell<Option<Waiter>>,
+    /// Any further joiners.
+    more_joiners: RefCell<Vec<Waiter>>,
     /// The `Greenlet` handle was dropped: nobody will take the result.
     pub(crate) detached: Cell<bool>,
 }
@@ -102,9 +105,39 @@ impl Core {
             waiting_on: Cell::new(WaitOn::Nothing),
             kill: Cell::new(false),
             live_key: Cell::new(usize::MAX),
-            joiners: RefCell::new(Vec::new()),
+            joiner: Cell::new(None),
+            more_joiners: RefCell::new(Vec::new()),
             detached: Cell::new(false),
         }
+    }
+
+    /// Adds a waiter to wake when this greenlet finishes.
+    pub(crate) fn add_joiner(&self, w: Waiter) {
+        match self.joiner.take() {
+            None => self.joiner.set(Some(w)),
+            Some(first) => {
+                self.joiner.set(Some(first));
+                self.more_joiners.borrow_mut().push(w);
+            }
+        }
+    }
+
+    /// Removes the joiner entries of greenlet `id` (its wait timed out or was interrupted).
+    pub(crate) fn remove_joiner(&self, id: u64) {
+        if let Some(first) = self.joiner.take() {
+            if first.core().id != id {
+                self.joiner.set(Some(first));
+            }
+        }
+        self.more_joiners.borrow_mut().retain(|w| w.core().id != id);
+    }
+
+    /// Takes every joiner, to wake them.
+    pub(crate) fn take_joiners(&self) -> (Option<Waiter>, Vec<Waiter>) {
+        (
+            self.joiner.take(),
+            std::mem::take(&mut *self.more_joiners.borrow_mut()),
+        )
     }
 
     /// "greenlet 7 (name)" or "greenlet 7", for messages.
@@ -373,14 +406,13 @@ impl<T: 'static> Greenlet<T> {
             );
         }
         loop {
-            core.joiners.borrow_mut().push(hub.current_waiter());
+            core.add_joiner(hub.current_waiter());
             let wake = hub.park(WaitOn::Join(core.id), deadline);
             if core.state.get() == State::Finished {
                 return true;
             }
             // Timed out or interrupted: take our stale entry out of the joiners.
-            let my_id = me.id;
-            core.joiners.borrow_mut().retain(|w| w.core().id != my_id);
+            core.remove_joiner(me.id);
             match wake {
                 Wake::TimedOut | Wake::Killed | Wake::ScopeExpired => return false,
                 Wake::Woken | Wake::Deadlock => {}

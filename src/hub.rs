@@ -156,12 +156,19 @@ pub(crate) struct Hub {
     /// Core of the running greenlet; null while the hub context runs. Points into the task owned
     /// by `running`.
     current: Cell<*const Core>,
-    /// Owns the running greenlet (main or worker) while it runs.
-    running: RefCell<Option<Rc<dyn Task>>>,
+    /// Owns the running greenlet (main or worker) while it runs. A `Cell` (take/set), not a
+    /// `RefCell`: this is touched twice per switch.
+    running: Cell<Option<Rc<dyn Task>>>,
     /// The worker whose bytes are on the shared stack.
-    occupant: RefCell<Option<Rc<dyn Task>>>,
+    occupant: Cell<Option<Rc<dyn Task>>>,
+    /// The occupant's core, for the pointer comparison on the lazy path; null if none.
+    occupant_core: Cell<*const Core>,
     /// FIFO of greenlets to resume.
     ready: RefCell<VecDeque<Rc<dyn Task>>>,
+    /// Resumes left in the current loop iteration (see `yield_now`'s fast path).
+    budget: Cell<usize>,
+    /// The greenlet that just switched to the hub yielded: put it back in the ready queue.
+    requeue: Cell<bool>,
     /// Functions to run on the hub's stack at the next iteration.
     callbacks: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     /// Every spawned, unfinished worker. Owning them here keeps parked cores alive.
@@ -180,7 +187,7 @@ pub(crate) struct Hub {
     pub(crate) io: RefCell<Slab<IoSlot>>,
     /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
     pub(crate) io_waiters: Cell<usize>,
-    stats: Cell<Stats>,
+    counters: Counters,
     tearing_down: Cell<bool>,
 }
 
@@ -348,10 +355,13 @@ impl Hub {
             _hub_stack: hub_stack,
             hub_sp: Cell::new(hub_sp),
             current: Cell::new(main.core()),
-            running: RefCell::new(Some(main.clone())),
+            running: Cell::new(Some(main.clone())),
             main,
-            occupant: RefCell::new(None),
+            occupant: Cell::new(None),
+            occupant_core: Cell::new(ptr::null()),
             ready: RefCell::new(VecDeque::new()),
+            budget: Cell::new(0),
+            requeue: Cell::new(false),
             callbacks: RefCell::new(VecDeque::new()),
             live: RefCell::new(Slab::new()),
             timers: RefCell::new(Timers::new()),
@@ -362,7 +372,7 @@ impl Hub {
             remote_sources: Cell::new(0),
             io: RefCell::new(Slab::new()),
             io_waiters: Cell::new(0),
-            stats: Cell::new(Stats::default()),
+            counters: Counters::default(),
             tearing_down: Cell::new(false),
         });
         let p: *const Hub = Box::into_raw(hub);
@@ -371,10 +381,15 @@ impl Hub {
         Ok(unsafe { &*p })
     }
 
-    fn bump(&self, f: impl FnOnce(&mut Stats)) {
-        let mut s = self.stats.get();
-        f(&mut s);
-        self.stats.set(s);
+    /// A clone of the running greenlet's task.
+    fn running_task(&self) -> Rc<dyn Task> {
+        let t = self
+            .running
+            .take()
+            .expect("greenhub: no greenlet is running");
+        let c = t.clone();
+        self.running.set(Some(t));
+        c
     }
 
     /// The running greenlet's core.
@@ -397,11 +412,7 @@ impl Hub {
 
     /// A waiter for the running greenlet's next (or current) park.
     pub(crate) fn current_waiter(&self) -> Waiter {
-        let task = self
-            .running
-            .borrow()
-            .clone()
-            .expect("greenhub: no greenlet is running");
+        let task = self.running_task();
         let gen = task.core().gen.get();
         Waiter { task, gen }
     }
@@ -417,7 +428,7 @@ impl Hub {
                 core.describe()
             );
         }
-        self.bump(|s| s.switches += 1);
+        add(&self.counters.switches, 1);
         // SAFETY: `core.sp` is a heap cell that outlives the switch back (the core is owned by
         // `live` or is main's); `hub_sp` was stored by the hub context's own last switch or made by
         // init_frame, and the hub stack is never copied or shared, so its bytes are in place
@@ -440,11 +451,7 @@ impl Hub {
         }
         let gen = core.gen.get();
         let timer = deadline.map(|d| {
-            let task = self
-                .running
-                .borrow()
-                .clone()
-                .expect("greenhub: no greenlet is running");
+            let task = self.running_task();
             self.timers.borrow_mut().insert(d, Waiter { task, gen })
         });
         core.state.set(State::Parked);
@@ -474,13 +481,17 @@ impl Hub {
             deliver_kill(core);
             return;
         }
-        let task = self
-            .running
-            .borrow()
-            .clone()
-            .expect("greenhub: no greenlet is running");
+        // The fast path. The hub is in the middle of an iteration with `budget` resumes left; with
+        // nothing else ready and no callback queued, it would pop this very greenlet next and
+        // resume it, copying nothing. So skip both switches and charge the resume to the budget:
+        // I/O and timers still get their turn after BUDGET resumes, exactly as on the slow path.
+        let budget = self.budget.get();
+        if budget > 0 && self.ready.borrow().is_empty() && self.callbacks.borrow().is_empty() {
+            self.budget.set(budget - 1);
+            return;
+        }
         core.state.set(State::Ready);
-        self.ready.borrow_mut().push_back(task);
+        self.requeue.set(true);
         self.switch_to_hub(core);
         if core.kill.get() {
             deliver_kill(core);
@@ -504,10 +515,7 @@ impl Hub {
         let core = task.core();
         core.live_key
             .set(self.live.borrow_mut().insert(task.clone()));
-        self.bump(|s| {
-            s.spawned += 1;
-            s.live += 1;
-        });
+        add(&self.counters.spawned, 1);
         match start {
             None => {
                 core.state.set(State::Ready);
@@ -567,12 +575,10 @@ impl Hub {
     /// Forgets a finished worker: frees its slice, removes it from `live`, wakes its joiners.
     fn retire(&self, task: &Rc<dyn Task>) {
         let core = task.core();
-        {
-            let mut occ = self.occupant.borrow_mut();
-            if occ.as_ref().is_some_and(|o| same_task(o, task)) {
-                // Its bytes on the shared stack are dead; nothing needs saving.
-                *occ = None;
-            }
+        if ptr::eq(self.occupant_core.get(), core) {
+            // Its bytes on the shared stack are dead; nothing needs saving.
+            self.occupant_core.set(ptr::null());
+            drop(self.occupant.take());
         }
         core.slice.borrow_mut().release();
         let removed = self.live.borrow_mut().try_remove(core.live_key.get());
@@ -581,12 +587,9 @@ impl Hub {
             "greenhub: {} retired twice",
             core.describe()
         );
-        self.bump(|s| {
-            s.finished += 1;
-            s.live -= 1;
-        });
-        let joiners = std::mem::take(&mut *core.joiners.borrow_mut());
-        for w in &joiners {
+        add(&self.counters.finished, 1);
+        let (first, more) = core.take_joiners();
+        for w in first.iter().chain(more.iter()) {
             self.wake(w, Wake::Woken);
         }
         drop(removed);
@@ -594,17 +597,19 @@ impl Hub {
 
     /// Makes `task` (a worker) the occupant of the shared stack, evicting and restoring slices as
     /// needed. Runs on the hub's stack.
-    fn make_occupant(&self, task: &Rc<dyn Task>) {
-        let core = task.core();
-        let mut occ = self.occupant.borrow_mut();
-        if core.started.get() && occ.as_ref().is_some_and(|o| same_task(o, task)) {
+    #[inline]
+    fn make_occupant(&self, task: &Rc<dyn Task>, core: &Core) {
+        if ptr::eq(self.occupant_core.get(), core) {
             return; // the lazy path: its bytes are still in place
         }
+        self.evict_and_enter(task, core);
+    }
+
+    /// The slow path of `make_occupant`: copy the occupant out and `task` in.
+    #[inline(never)]
+    fn evict_and_enter(&self, task: &Rc<dyn Task>, core: &Core) {
         let top = self.shared.top();
-        let mut copied = 0u64;
-        let mut saves = 0u64;
-        let mut restores = 0u64;
-        if let Some(old) = occ.take() {
+        if let Some(old) = self.occupant.take() {
             let oc = old.core();
             debug_assert!(
                 oc.state.get() != State::Finished,
@@ -613,44 +618,42 @@ impl Hub {
             debug_assert!(self.shared.contains(oc.sp.get() as usize));
             // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top) on
             // the shared stack, and we run on the hub's stack (invariants 1 and 8).
-            copied += unsafe { oc.slice.borrow_mut().save(oc.sp.get(), top) } as u64;
-            saves += 1;
+            let n = unsafe { oc.slice.borrow_mut().save(oc.sp.get(), top) };
+            add(&self.counters.slice_saves, 1);
+            add(&self.counters.bytes_copied, n as u64);
         }
         if core.started.get() {
             debug_assert!(self.shared.contains(core.sp.get() as usize));
             // SAFETY: the slice was saved from [sp, top) of this same shared stack; the previous
             // occupant's bytes were just saved (or it finished), so nothing uses those addresses;
             // we run on the hub's stack (invariants 1 and 8).
-            copied += unsafe { core.slice.borrow().restore(core.sp.get()) } as u64;
-            restores += 1;
+            let n = unsafe { core.slice.borrow().restore(core.sp.get()) };
+            add(&self.counters.slice_restores, 1);
+            add(&self.counters.bytes_copied, n as u64);
         } else {
             // SAFETY: the shared stack's top is page aligned and nothing occupies it now (invariant 8).
             core.sp
                 .set(unsafe { arch::init_frame(top, worker_entry, 0) });
             core.started.set(true);
         }
-        *occ = Some(task.clone());
-        self.bump(|s| {
-            s.slice_saves += saves;
-            s.slice_restores += restores;
-            s.bytes_copied += copied;
-        });
+        self.occupant.set(Some(task.clone()));
+        self.occupant_core.set(core);
     }
 
     /// Runs `task` until it switches back to the hub. Hub context only.
-    fn resume(&self, task: Rc<dyn Task>) {
-        let core: *const Core = task.core();
-        // SAFETY: `task` keeps the core alive until it is moved into `running`, which keeps it
-        // alive until we take it back out below (invariant 9).
+    #[inline]
+    fn resume(&self, task: Rc<dyn Task>, core: *const Core) {
+        // SAFETY: `core` is `task.core()`; `task` keeps it alive until it is moved into `running`,
+        // which keeps it alive until we take it back out below (invariant 9).
         let c = unsafe { &*core };
         if c.kind == Kind::Worker {
-            self.make_occupant(&task);
+            self.make_occupant(&task, c);
         }
         c.state.set(State::Running);
         let sp = c.sp.get();
-        *self.running.borrow_mut() = Some(task);
+        self.running.set(Some(task));
         self.current.set(core);
-        self.bump(|s| s.switches += 1);
+        add(&self.counters.switches, 1);
         // SAFETY: `sp` was stored by this greenlet's last switch or made by init_frame, and its
         // bytes are in place (main's own stack, or make_occupant just restored the worker); the
         // hub's saved sp goes to a cell of the hub, which outlives the switch back. The hub's frame
@@ -662,14 +665,19 @@ impl Hub {
 
     /// Bookkeeping at every arrival in the hub context: nobody runs now; retire the greenlet that
     /// switched here if it finished.
+    #[inline]
     fn entered_hub(&self) {
-        self.current.set(ptr::null());
-        let task = self
-            .running
-            .borrow_mut()
-            .take()
-            .expect("greenhub: the running slot was emptied");
-        if task.core().state.get() == State::Finished {
+        let core = self.current.replace(ptr::null());
+        let Some(task) = self.running.take() else {
+            return;
+        };
+        if self.requeue.replace(false) {
+            // It yielded: move it to the back of the queue (no refcount traffic).
+            self.ready.borrow_mut().push_back(task);
+            return;
+        }
+        // SAFETY: `current` named the core of the task just taken from `running` (invariant 9).
+        if !core.is_null() && unsafe { &*core }.state.get() == State::Finished {
             self.retire(&task);
         }
     }
@@ -677,16 +685,21 @@ impl Hub {
     /// The loop. Never returns; the hub context is abandoned at teardown.
     fn run_loop(&self) -> ! {
         loop {
-            self.bump(|s| s.ticks += 1);
+            add(&self.counters.ticks, 1);
             self.run_callbacks();
-            for _ in 0..BUDGET {
+            self.budget.set(BUDGET);
+            while self.budget.get() > 0 {
                 let Some(task) = self.ready.borrow_mut().pop_front() else {
                     break;
                 };
-                if task.core().state.get() == State::Ready {
-                    self.resume(task);
+                self.budget.set(self.budget.get() - 1);
+                let core: *const Core = task.core();
+                // SAFETY: `task` owns the core (invariant 9).
+                if unsafe { &*core }.state.get() == State::Ready {
+                    self.resume(task, core);
                 }
             }
+            self.budget.set(0);
             let busy = !self.ready.borrow().is_empty() || !self.callbacks.borrow().is_empty();
             let timeout = if busy {
                 Some(Duration::ZERO)
@@ -722,7 +735,7 @@ impl Hub {
         if timeout == Some(Duration::ZERO) && !remote && self.io.borrow().is_empty() {
             return; // nothing could be reported: spare the syscall
         }
-        self.bump(|s| s.polls += 1);
+        add(&self.counters.polls, 1);
         let mut events = self.events.borrow_mut();
         match self.poll.borrow_mut().poll(&mut events, timeout) {
             Ok(()) => {}
@@ -836,7 +849,19 @@ impl Hub {
     }
 
     fn stats(&self) -> Stats {
-        let mut s = self.stats.get();
+        let c = &self.counters;
+        let mut s = Stats {
+            switches: c.switches.get(),
+            slice_saves: c.slice_saves.get(),
+            slice_restores: c.slice_restores.get(),
+            bytes_copied: c.bytes_copied.get(),
+            spawned: c.spawned.get(),
+            finished: c.finished.get(),
+            live: c.spawned.get() - c.finished.get(),
+            slice_bytes_reserved: 0,
+            ticks: c.ticks.get(),
+            polls: c.polls.get(),
+        };
         s.slice_bytes_reserved = self
             .live
             .borrow()
@@ -856,19 +881,29 @@ fn deliver_kill(core: &Core) -> Wake {
     panic::resume_unwind(Box::new(KillSignal))
 }
 
-fn same_task(a: &Rc<dyn Task>, b: &Rc<dyn Task>) -> bool {
-    ptr::addr_eq(Rc::as_ptr(a), Rc::as_ptr(b))
+/// The hub's counters: separate cells so a bump is one add, not a copy of `Stats`.
+#[derive(Default)]
+struct Counters {
+    switches: Cell<u64>,
+    slice_saves: Cell<u64>,
+    slice_restores: Cell<u64>,
+    bytes_copied: Cell<u64>,
+    spawned: Cell<u64>,
+    finished: Cell<u64>,
+    ticks: Cell<u64>,
+    polls: Cell<u64>,
+}
+
+#[inline(always)]
+fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
 }
 
 /// Where every worker starts, on the shared stack, called by the trampoline.
 extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
     let hub = current_hub();
     {
-        let task = hub
-            .running
-            .borrow()
-            .clone()
-            .expect("greenhub: a worker started with nothing running");
+        let task = hub.running_task();
         // Panics are caught inside `run` (invariant 3), so nothing unwinds into the trampoline.
         task.run();
     }
