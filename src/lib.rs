@@ -47,3 +47,5 @@ pub mod greenlet;
 pub mod hub;
 
 pub use greenlet::{Greenlet, GreenletError};
+pub mod net;
+mod reactor;
