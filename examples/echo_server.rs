@@ -32,7 +32,11 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--addr" => addr = args.next().expect("--addr needs a value, e.g. 0.0.0.0:7000"),
+            "--addr" => {
+                addr = args
+                    .next()
+                    .expect("--addr needs a value, e.g. 0.0.0.0:7000")
+            }
             "-h" | "--help" => {
                 println!("usage: echo_server [--addr HOST:PORT]   (default 127.0.0.1:7000)");
                 return Ok(());

@@ -49,3 +49,4 @@ pub mod hub;
 pub use greenlet::{Greenlet, GreenletError};
 pub mod net;
 mod reactor;
+pub mod server;
