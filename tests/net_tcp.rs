@@ -389,3 +389,69 @@ fn a_socket_registered_on_one_hub_errors_on_another_thread() {
         .unwrap();
     assert!(e.to_string().contains("another thread"), "{e}");
 }
+
+#[test]
+fn shutdown_from_another_greenlet_wakes_a_parked_reader() {
+    hub::run(|| {
+        let (c, _s) = pair();
+        let c2 = c.try_clone().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let reader = hub::spawn(move || {
+            let t0 = Instant::now();
+            let r = (&c).read(&mut [0u8; 8]).map_err(|e| e.kind());
+            (r, t0.elapsed())
+        });
+        hub::sleep(Duration::from_millis(20)); // the reader parks
+        c2.shutdown(Shutdown::Both).unwrap();
+        let (r, took) = reader.join().unwrap();
+        assert_eq!(r, Ok(0));
+        assert!(took < Duration::from_secs(4), "woken by the timeout, not the shutdown");
+    });
+}
+
+#[test]
+fn killing_a_greenlet_parked_on_io_uncounts_it() {
+    // If the kill leaked the I/O-waiter count, the hub would think I/O may still arrive and the
+    // final sleep would hang in epoll instead of being reported as a deadlock.
+    let (c, _s) = pair();
+    let reader = hub::spawn(move || {
+        let _ = (&c).read(&mut [0u8; 8]);
+        unreachable!("nothing is ever sent");
+    });
+    hub::sleep(Duration::from_millis(10));
+    reader.kill();
+    assert!(reader.is_finished());
+    let r = std::panic::catch_unwind(|| hub::sleep(Duration::MAX));
+    let msg = r.expect_err("a forever-sleep with nothing else alive must be a deadlock");
+    let msg = msg
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(msg.contains("would block forever"), "{msg}");
+}
+
+#[test]
+fn std_sockets_convert_in_and_register_lazily() {
+    let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_l.local_addr().unwrap();
+    let l = TcpListener::from(std_l);
+    hub::run(move || {
+        let client = hub::spawn(move || {
+            let mut s = TcpStream::from(std::net::TcpStream::connect(addr).unwrap());
+            s.write_all(b"from std").unwrap();
+        });
+        let (mut s, peer) = l.accept().unwrap();
+        assert!(peer.ip().is_loopback());
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "from std");
+        client.join().unwrap();
+        let raw = {
+            use std::os::fd::IntoRawFd;
+            s.into_raw_fd()
+        };
+        // SAFETY: `raw` was just released by into_raw_fd and is owned by nobody else.
+        let back = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        assert!(back.peer_addr().is_ok());
+    });
+}
