@@ -405,7 +405,10 @@ fn shutdown_from_another_greenlet_wakes_a_parked_reader() {
         c2.shutdown(Shutdown::Both).unwrap();
         let (r, took) = reader.join().unwrap();
         assert_eq!(r, Ok(0));
-        assert!(took < Duration::from_secs(4), "woken by the timeout, not the shutdown");
+        assert!(
+            took < Duration::from_secs(4),
+            "woken by the timeout, not the shutdown"
+        );
     });
 }
 
@@ -423,10 +426,7 @@ fn killing_a_greenlet_parked_on_io_uncounts_it() {
     assert!(reader.is_finished());
     let r = std::panic::catch_unwind(|| hub::sleep(Duration::MAX));
     let msg = r.expect_err("a forever-sleep with nothing else alive must be a deadlock");
-    let msg = msg
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("would block forever"), "{msg}");
 }
 
