@@ -455,3 +455,14 @@ fn std_sockets_convert_in_and_register_lazily() {
         assert!(back.peer_addr().is_ok());
     });
 }
+
+#[test]
+fn socket_types_are_send_and_sync_like_std() {
+    fn check<T: Send + Sync>() {}
+    check::<TcpStream>();
+    check::<TcpListener>();
+    check::<greenhub::net::UdpSocket>();
+    check::<greenhub::net::unix::UnixStream>();
+    check::<greenhub::net::unix::UnixListener>();
+    check::<greenhub::net::unix::UnixDatagram>();
+}

@@ -95,6 +95,20 @@ macro_rules! socket_common {
             }
         }
 
+        impl From<$ty> for ::std::os::fd::OwnedFd {
+            /// As the conversion to the std type: deregistered, blocking unless set otherwise.
+            fn from(s: $ty) -> ::std::os::fd::OwnedFd {
+                <$std>::from(s).into()
+            }
+        }
+
+        impl From<::std::os::fd::OwnedFd> for $ty {
+            /// Adopts a socket descriptor, as `From` the std type.
+            fn from(fd: ::std::os::fd::OwnedFd) -> $ty {
+                $ty::from(<$std>::from(fd))
+            }
+        }
+
         impl ::std::os::fd::FromRawFd for $ty {
             /// Adopts `fd` as the std type's `from_raw_fd` does, then as `From` that type.
             ///
