@@ -466,3 +466,24 @@ fn socket_types_are_send_and_sync_like_std() {
     check::<greenhub::net::unix::UnixListener>();
     check::<greenhub::net::unix::UnixDatagram>();
 }
+
+#[test]
+fn connect_tries_each_address_like_std() {
+    hub::run(|| {
+        let closed: SocketAddr = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = l.local_addr().unwrap();
+        let addrs = [closed, open];
+        let s = TcpStream::connect(&addrs[..]).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), open);
+        let s = TcpStream::connect((String::from("127.0.0.1"), open.port())).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), open);
+        let s = TcpStream::connect(open.to_string()).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), open);
+        let e = TcpStream::connect(&[][..]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    });
+}

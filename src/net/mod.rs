@@ -83,7 +83,8 @@ pub use udp::UdpSocket;
 mod sealed {
     /// How an address argument becomes socket addresses: at once, or by a lookup.
     pub enum Plan {
-        Ready(std::io::Result<Vec<std::net::SocketAddr>>),
+        One(std::net::SocketAddr),
+        Ready(Vec<std::net::SocketAddr>),
         Str(String),
         HostPort(String, u16),
     }
@@ -107,17 +108,17 @@ pub trait ToSocketAddrs: sealed::Sealed {}
 
 impl<T: sealed::Sealed + ?Sized> ToSocketAddrs for T {}
 
-macro_rules! ready_impl {
+macro_rules! literal_impl {
     ($($t:ty),*) => {$(
         impl sealed::Sealed for $t {
             fn plan(&self) -> Plan {
-                Plan::Ready(std::net::ToSocketAddrs::to_socket_addrs(self).map(Iterator::collect))
+                Plan::One(SocketAddr::from(*self))
             }
         }
     )*};
 }
 
-ready_impl!(
+literal_impl!(
     SocketAddr,
     SocketAddrV4,
     SocketAddrV6,
@@ -128,14 +129,14 @@ ready_impl!(
 
 impl sealed::Sealed for [SocketAddr] {
     fn plan(&self) -> Plan {
-        Plan::Ready(Ok(self.to_vec()))
+        Plan::Ready(self.to_vec())
     }
 }
 
 impl sealed::Sealed for str {
     fn plan(&self) -> Plan {
         match self.parse::<SocketAddr>() {
-            Ok(a) => Plan::Ready(Ok(vec![a])),
+            Ok(a) => Plan::One(a),
             Err(_) => Plan::Str(self.to_owned()),
         }
     }
@@ -150,7 +151,7 @@ impl sealed::Sealed for String {
 impl sealed::Sealed for (&str, u16) {
     fn plan(&self) -> Plan {
         match self.0.parse::<IpAddr>() {
-            Ok(ip) => Plan::Ready(Ok(vec![SocketAddr::new(ip, self.1)])),
+            Ok(ip) => Plan::One(SocketAddr::new(ip, self.1)),
             Err(_) => Plan::HostPort(self.0.to_owned(), self.1),
         }
     }
@@ -171,7 +172,8 @@ impl<T: sealed::Sealed + ?Sized> sealed::Sealed for &T {
 /// Resolves `addr`, looking names up on a helper thread (only the calling greenlet waits).
 pub(crate) fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Vec<SocketAddr>> {
     match addr.plan() {
-        Plan::Ready(r) => r,
+        Plan::One(a) => Ok(vec![a]),
+        Plan::Ready(v) => Ok(v),
         Plan::Str(s) => lookup(move || std::net::ToSocketAddrs::to_socket_addrs(&s)),
         Plan::HostPort(h, p) => lookup(move || std::net::ToSocketAddrs::to_socket_addrs(&(&*h, p))),
     }
@@ -218,6 +220,15 @@ where
         }
         backoff = (backoff * 2).min(Duration::from_millis(20));
     }
+}
+
+/// The first address `addr` names (what std's `send_to` uses); no allocation for literals.
+pub(crate) fn first_addr<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<SocketAddr> {
+    let first = match addr.plan() {
+        Plan::One(a) => Some(a),
+        _ => resolve(addr)?.into_iter().next(),
+    };
+    first.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to"))
 }
 
 /// Tries `f` on each address in turn, as std does; returns the first success or the last error.

@@ -6,7 +6,7 @@ use std::io;
 use std::net::{self, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use crate::net::{each_addr, resolve, ToSocketAddrs};
+use crate::net::{each_addr, first_addr, ToSocketAddrs};
 use crate::reactor::{Dir, Registered};
 
 /// A UDP socket (std's [`UdpSocket`](std::net::UdpSocket)) whose blocking calls park only the
@@ -62,9 +62,7 @@ impl UdpSocket {
     /// # Errors
     /// The OS error, a resolution error, or `InvalidInput` if `addr` resolves to nothing.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        let to = resolve(&addr)?.into_iter().next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
-        })?;
+        let to = first_addr(&addr)?;
         self.inner.io(Dir::Write, |s| s.send_to(buf, to))
     }
 
