@@ -114,7 +114,9 @@ impl StreamServer {
         StreamServer::new(TcpListener::bind(addr)?, handler)
     }
 
-    /// Makes a server that accepts on an existing listener (not started yet).
+    /// Makes a server that accepts on an existing listener (not started yet). The server puts
+    /// the listener in parking mode (`set_nonblocking(false)`, shared with its clones): the
+    /// accept loop must wait for connections, not spin on `WouldBlock`.
     ///
     /// # Errors
     /// If the listener's local address cannot be read (it is not bound).
@@ -123,6 +125,7 @@ impl StreamServer {
         F: Fn(TcpStream, SocketAddr) + 'static,
     {
         let addr = listener.local_addr()?;
+        listener.set_nonblocking(false)?;
         Ok(StreamServer {
             inner: Rc::new(Inner {
                 listener: RefCell::new(Some(listener)),
