@@ -318,6 +318,14 @@ pub(crate) fn current_hub() -> &'static Hub {
     }
 }
 
+/// This thread's hub if it exists and is not torn down; never creates one. For destructors (a
+/// socket dropped during thread exit must not resurrect or touch a dead hub).
+pub(crate) fn existing_hub() -> Option<&'static Hub> {
+    let p = CURRENT.with(Cell::get);
+    // SAFETY: as in `current_hub`: a non-null CURRENT points at this thread's live hub.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
 /// The main greenlet's task: a core and nothing to run.
 struct MainTask {
     core: Core,

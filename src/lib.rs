@@ -47,3 +47,6 @@ pub mod greenlet;
 pub mod hub;
 
 pub use greenlet::{Greenlet, GreenletError};
+pub mod net;
+mod reactor;
+pub mod server;

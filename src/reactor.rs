@@ -1,0 +1,337 @@
+//! The reactor: how a socket call that would block becomes a park on the hub.
+//!
+//! Every `net` type wraps a non-blocking std socket in a [`Registered`], shared by its clones
+//! through an `Arc`. A blocking-style call goes like this:
+//!
+//! ```text
+//! loop {
+//!     try the operation                       (optimistic: most reads find data, most writes room)
+//!     Ok / a real error       -> return it
+//!     EINTR                   -> try again
+//!     WouldBlock, non-blocking mode -> return WouldBlock (no parking)
+//!     WouldBlock              -> register with this thread's hub on first use (slab token = index
+//!                                in hub.io), clear the slot's readiness flag for this direction,
+//!                                put a Waiter for this greenlet in the slot's list, park with the
+//!                                socket's deadline; poll_io marks the flag and wakes the list
+//!                                when the next edge arrives; retry
+//! }
+//! ```
+//!
+//! mio is edge-triggered: an event arrives when readiness *changes*. The sequence above never loses
+//! one: between the `WouldBlock` and the park nothing switches (one greenlet runs at a time), so any
+//! data arriving after the failed attempt produces an edge the hub has not yet collected, and a
+//! socket registered for the first time reports its current readiness at once (`EPOLL_CTL_ADD`).
+//!
+//! Waiters live in the hub's slab (`IoSlot::readers` / `writers`), never on the waiting greenlet's
+//! stack (invariant 1). Stale waiters (timed out, killed) are pruned each time a new one is added,
+//! so a socket read with a short timeout in a loop does not grow its list.
+//!
+//! # Ownership by one hub
+//!
+//! A registration belongs to one `mio::Poll`, and so to one hub and its thread: the first thread
+//! whose greenlet waits on a socket owns it from then on. The socket types are `Send` (like std's)
+//! so they can be handed to another thread *before* their first blocking use; a blocking call from
+//! a greenlet of any other thread later returns an `io::Error` saying so. Calls that complete
+//! without waiting work from anywhere, as the underlying syscalls do.
+//!
+//! # Teardown
+//!
+//! The registration is undone (deregistered and its slot removed) when the last clone drops on its
+//! hub's thread. Dropped on another thread, or after the hub was torn down, only the descriptor is
+//! closed: the kernel forgets a closed descriptor's epoll registration by itself, and the slot —
+//! a few words — stays in the owning hub's slab until that hub goes away.
+
+#![deny(unsafe_code)]
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+
+use crate::greenlet::Waiter;
+use crate::hub::{self, current_hub, Hub, IoSlot, WaitOn, Wake};
+
+/// Which readiness an operation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+/// A process-unique id of this thread's hub (threads have exactly one hub in their life).
+fn hub_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        // `const` and destructor-free: readable during thread-local teardown.
+        static ID: Cell<u64> = const { Cell::new(0) };
+    }
+    ID.with(|id| {
+        if id.get() == 0 {
+            id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        id.get()
+    })
+}
+
+/// A live registration: undone when dropped on its hub's thread.
+#[derive(Debug)]
+struct Reg {
+    hub: u64,
+    token: usize,
+    fd: RawFd,
+}
+
+impl Drop for Reg {
+    fn drop(&mut self) {
+        if hub_id() != self.hub {
+            return; // another thread: the close that follows removes the epoll entry
+        }
+        let Some(hub) = hub::existing_hub() else {
+            return; // the hub is gone, and its epoll instance with it
+        };
+        // Before the descriptor closes (Registered declares `reg` before `io`).
+        let _ = hub.with_registry(|r| r.deregister(&mut SourceFd(&self.fd)));
+        let token = self.token;
+        match hub.io.try_borrow_mut() {
+            Ok(mut io) => drop(io.try_remove(token)),
+            // Dropped from inside poll_io (a Waiter held the last handle to a finished greenlet
+            // whose result owned this socket): remove the slot at the next loop iteration.
+            Err(_) => hub::run_callback(move || drop(hub.io.borrow_mut().try_remove(token))),
+        }
+    }
+}
+
+/// Counts this greenlet in `hub.io_waiters` while it is parked on I/O; a drop guard so a kill
+/// unwinding out of `park` still uncounts it.
+struct IoWaitGuard(&'static Hub);
+
+impl IoWaitGuard {
+    fn new(hub: &'static Hub) -> IoWaitGuard {
+        hub.io_waiters.set(hub.io_waiters.get() + 1);
+        IoWaitGuard(hub)
+    }
+}
+
+impl Drop for IoWaitGuard {
+    fn drop(&mut self) {
+        self.0.io_waiters.set(self.0.io_waiters.get() - 1);
+    }
+}
+
+/// What a socket timeout turns into when it expires.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OnTimeout {
+    /// `set_read_timeout`/`set_write_timeout`: `WouldBlock`, as std returns on Unix.
+    WouldBlock,
+    /// `connect_timeout`: `TimedOut`, as std returns.
+    TimedOut,
+}
+
+/// A non-blocking socket plus its (lazy) registration with a hub and its std-style settings.
+/// Shared by a socket's clones through an `Arc`, so they see one readiness state and one waiter
+/// list, and the descriptor closes when the last clone drops.
+#[derive(Debug)]
+pub(crate) struct Registered<S: AsRawFd> {
+    /// Declared before `io`: fields drop in order, so deregistration precedes the close.
+    reg: OnceLock<Reg>,
+    io: S,
+    /// `set_nonblocking(true)`: return `WouldBlock` instead of parking. (The descriptor itself is
+    /// always `O_NONBLOCK`.)
+    nonblocking: AtomicBool,
+    /// Nanoseconds; 0 = no timeout (a zero timeout is rejected when set).
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+}
+
+impl<S: AsRawFd> Registered<S> {
+    /// Wraps `io`, whose descriptor must already be in non-blocking mode.
+    pub(crate) fn new(io: S) -> Registered<S> {
+        Registered {
+            reg: OnceLock::new(),
+            io,
+            nonblocking: AtomicBool::new(false),
+            read_timeout: AtomicU64::new(0),
+            write_timeout: AtomicU64::new(0),
+        }
+    }
+
+    /// The socket, for calls that never block.
+    pub(crate) fn get(&self) -> &S {
+        &self.io
+    }
+
+    /// Undoes the registration and gives the socket back, with the mode the user asked for
+    /// (blocking unless `set_nonblocking(true)` was called) applied to the descriptor by `restore`.
+    pub(crate) fn into_inner(self, restore: impl FnOnce(&S, bool) -> io::Result<()>) -> S {
+        let Registered {
+            reg,
+            io,
+            nonblocking,
+            ..
+        } = self;
+        drop(reg);
+        // Best effort: a descriptor whose flags cannot be changed is unusable anyway.
+        let _ = restore(&io, nonblocking.load(Ordering::Relaxed));
+        io
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_timeout(&self, dir: Dir, dur: Option<Duration>) -> io::Result<()> {
+        let nanos = match dur {
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ))
+            }
+            Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            None => 0,
+        };
+        self.timeout_cell(dir).store(nanos, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, dir: Dir) -> Option<Duration> {
+        match self.timeout_cell(dir).load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    fn timeout_cell(&self, dir: Dir) -> &AtomicU64 {
+        match dir {
+            Dir::Read => &self.read_timeout,
+            Dir::Write => &self.write_timeout,
+        }
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, parking on `dir` readiness between tries,
+    /// with the socket's timeout for that direction.
+    pub(crate) fn io<R>(&self, dir: Dir, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        let deadline = self
+            .timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t));
+        self.io_deadline(dir, deadline, OnTimeout::WouldBlock, op)
+    }
+
+    /// [`Registered::io`] with an explicit deadline and timeout error.
+    pub(crate) fn io_deadline<R>(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        on_timeout: OnTimeout,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && !self.nonblocking.load(Ordering::Relaxed) => {}
+                r => return r,
+            }
+            let (hub, token) = self.register()?;
+            hub.current_core("wait for I/O");
+            {
+                let io = hub.io.borrow();
+                let slot = io
+                    .get(token)
+                    .expect("greenhub: a live socket's I/O slot is missing");
+                let (flag, list) = match dir {
+                    Dir::Read => (&slot.readable, &slot.readers),
+                    Dir::Write => (&slot.writable, &slot.writers),
+                };
+                flag.set(false);
+                let mut list = list.borrow_mut();
+                list.retain(Waiter::is_pending);
+                list.push(hub.current_waiter());
+            }
+            let guard = IoWaitGuard::new(hub);
+            let wake = hub.park(WaitOn::Io(token), deadline);
+            drop(guard);
+            match wake {
+                Wake::Woken => {}
+                Wake::TimedOut => {
+                    return Err(match on_timeout {
+                        OnTimeout::WouldBlock => io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            match dir {
+                                Dir::Read => "the socket's read timeout expired",
+                                Dir::Write => "the socket's write timeout expired",
+                            },
+                        ),
+                        OnTimeout::TimedOut => {
+                            io::Error::new(io::ErrorKind::TimedOut, "connection timed out")
+                        }
+                    })
+                }
+                Wake::ScopeExpired => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "an enclosing greenhub timeout expired while waiting for I/O",
+                    ))
+                }
+                Wake::Killed | Wake::Deadlock => return Err(killed()),
+            }
+        }
+    }
+
+    /// This socket's token in the current hub, registering it on first use.
+    fn register(&self) -> io::Result<(&'static Hub, usize)> {
+        let me = hub_id();
+        if let Some(r) = self.reg.get() {
+            return if r.hub == me {
+                Ok((current_hub(), r.token))
+            } else {
+                Err(foreign())
+            };
+        }
+        let hub = current_hub();
+        let fd = self.io.as_raw_fd();
+        let token = hub.io.borrow_mut().insert(IoSlot {
+            readable: Cell::new(true),
+            writable: Cell::new(true),
+            readers: Default::default(),
+            writers: Default::default(),
+        });
+        let registered = hub.with_registry(|r| {
+            r.register(
+                &mut SourceFd(&fd),
+                Token(token),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        });
+        if let Err(e) = registered {
+            hub.io.borrow_mut().remove(token);
+            return Err(e);
+        }
+        match self.reg.set(Reg { hub: me, token, fd }) {
+            Ok(()) => Ok((hub, token)),
+            Err(ours) => {
+                // Another thread registered it concurrently: undo ours (on our poll only).
+                drop(ours);
+                Err(foreign())
+            }
+        }
+    }
+}
+
+/// The error of a greenlet killed while parked on I/O (seen only by code already unwinding).
+pub(crate) fn killed() -> io::Error {
+    io::Error::other("greenlet killed while waiting for I/O")
+}
+
+fn foreign() -> io::Error {
+    io::Error::other(
+        "greenhub: this socket belongs to the hub of another thread (a socket belongs to the \
+         thread whose greenlet first waited on it; move it between threads only before that)",
+    )
+}

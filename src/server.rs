@@ -1,0 +1,441 @@
+//! [`StreamServer`]: gevent's `StreamServer` — accept connections and run a handler greenlet for
+//! each.
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use greenhub::server::StreamServer;
+//!
+//! let server = StreamServer::bind("127.0.0.1:7000", |mut stream, _peer| {
+//!     let mut buf = [0u8; 4096];
+//!     while let Ok(n) = stream.read(&mut buf) {
+//!         if n == 0 || stream.write_all(&buf[..n]).is_err() {
+//!             break;
+//!         }
+//!     }
+//! })?;
+//! server.serve_forever()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! The accept loop is a greenlet of its own. It never busy-loops and never dies of a transient
+//! error: when the process runs out of descriptors (`EMFILE`/`ENFILE`) it sleeps (5 ms, doubling
+//! to 1 s), says so through `tracing::warn!` once per episode and then at most every 10 s, and
+//! resumes accepting when descriptors come back; the pending connections wait in the listen
+//! queue meanwhile.
+
+#![deny(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::greenlet::{Builder, Greenlet, KillSignal, Waiter};
+use crate::hub::{self, current_hub, WaitOn, Wake};
+use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+
+/// The first pause after running out of descriptors.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between accept attempts while out of descriptors.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one warning per this interval while descriptors stay exhausted.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// A TCP server that spawns a handler greenlet per accepted connection (gevent's `StreamServer`).
+///
+/// - The handler is `Fn(TcpStream, SocketAddr)`, shared by all connections (an `Rc`); state shared
+///   between connections goes in `Rc<RefCell<..>>` captured by it — every greenlet runs on this
+///   thread, one at a time.
+/// - Accepted sockets get `TCP_NODELAY` by default (request/response protocols want their small
+///   writes sent at once); turn it off with [`set_nodelay(false)`](StreamServer::set_nodelay).
+/// - [`set_max_connections`](StreamServer::set_max_connections) caps the live handlers: at the
+///   cap the server stops accepting (connections wait in the listen queue) until one finishes.
+/// - A handler that panics is logged through `tracing::error!`; the server keeps serving.
+/// - [`start`](StreamServer::start) runs the accept loop in the background;
+///   [`serve_forever`](StreamServer::serve_forever) runs it and waits;
+///   [`stop`](StreamServer::stop) stops accepting, closes the listener, gives the handlers a grace
+///   period and kills the rest.
+///
+/// `StreamServer` is a cheap handle (`Clone`); the server keeps running while its accept loop
+/// runs, even if every handle is dropped. It belongs to the thread that created it (`!Send`).
+#[derive(Clone)]
+pub struct StreamServer {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    /// `None` once stopped (the listener is closed).
+    listener: RefCell<Option<TcpListener>>,
+    addr: SocketAddr,
+    handler: Rc<dyn Fn(TcpStream, SocketAddr)>,
+    max_connections: Cell<Option<usize>>,
+    nodelay: Cell<bool>,
+    /// Live handler greenlets, for `stop` to kill. Each removes itself when it finishes.
+    handlers: RefCell<Slab<Greenlet<()>>>,
+    /// The accept loop, once started.
+    accept_loop: RefCell<Option<Greenlet<()>>>,
+    /// What the accept loop ended with, once it has (`Ok` when stopped).
+    outcome: RefCell<Option<io::Result<()>>>,
+    /// The accept loop has ended (its outcome may have been taken already).
+    loop_ended: Cell<bool>,
+    stopped: Cell<bool>,
+    /// Greenlets waiting for a handler to finish (the accept loop at the cap, `stop`).
+    handler_done: RefCell<Vec<Waiter>>,
+    /// Greenlets waiting for the accept loop to end (`serve_forever`).
+    loop_done: RefCell<Vec<Waiter>>,
+}
+
+impl fmt::Debug for StreamServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamServer")
+            .field("addr", &self.inner.addr)
+            .field("connections", &self.connections())
+            .field("max_connections", &self.inner.max_connections.get())
+            .field("stopped", &self.inner.stopped.get())
+            .finish()
+    }
+}
+
+impl StreamServer {
+    /// Binds a listener to `addr` and makes a server for it (not started yet).
+    ///
+    /// # Errors
+    /// As [`TcpListener::bind`].
+    pub fn bind<A, F>(addr: A, handler: F) -> io::Result<StreamServer>
+    where
+        A: ToSocketAddrs,
+        F: Fn(TcpStream, SocketAddr) + 'static,
+    {
+        StreamServer::new(TcpListener::bind(addr)?, handler)
+    }
+
+    /// Makes a server that accepts on an existing listener (not started yet). The server puts
+    /// the listener in parking mode (`set_nonblocking(false)`, shared with its clones): the
+    /// accept loop must wait for connections, not spin on `WouldBlock`.
+    ///
+    /// # Errors
+    /// If the listener's local address cannot be read (it is not bound).
+    pub fn new<F>(listener: TcpListener, handler: F) -> io::Result<StreamServer>
+    where
+        F: Fn(TcpStream, SocketAddr) + 'static,
+    {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(false)?;
+        Ok(StreamServer {
+            inner: Rc::new(Inner {
+                listener: RefCell::new(Some(listener)),
+                addr,
+                handler: Rc::new(handler),
+                max_connections: Cell::new(None),
+                nodelay: Cell::new(true),
+                handlers: RefCell::new(Slab::new()),
+                accept_loop: RefCell::new(None),
+                outcome: RefCell::new(None),
+                loop_ended: Cell::new(false),
+                stopped: Cell::new(false),
+                handler_done: RefCell::new(Vec::new()),
+                loop_done: RefCell::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The address the server listens on (still answered after `stop`).
+    ///
+    /// # Errors
+    /// None today; the `Result` matches the socket types' `local_addr`.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.inner.addr)
+    }
+
+    /// Caps the number of live handlers (`None`: no cap, the default). At the cap the accept loop
+    /// waits for a handler to finish before accepting again.
+    pub fn set_max_connections(&self, limit: Option<usize>) {
+        self.inner.max_connections.set(limit);
+        wake_all(&self.inner.handler_done); // a raised cap may let the loop go on
+    }
+
+    /// Whether accepted sockets get `TCP_NODELAY` (default: `true`).
+    pub fn set_nodelay(&self, nodelay: bool) {
+        self.inner.nodelay.set(nodelay);
+    }
+
+    /// Live handler greenlets.
+    pub fn connections(&self) -> usize {
+        self.inner.handlers.borrow().len()
+    }
+
+    /// Whether the accept loop has been started (and not yet ended).
+    pub fn is_started(&self) -> bool {
+        self.inner
+            .accept_loop
+            .borrow()
+            .as_ref()
+            .is_some_and(|g| !g.is_finished())
+    }
+
+    /// Starts the accept loop in a greenlet of its own and returns at once. Starting a started
+    /// server does nothing.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the server was stopped.
+    pub fn start(&self) -> io::Result<()> {
+        if self.inner.stopped.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this StreamServer was stopped; make a new one",
+            ));
+        }
+        if self.inner.accept_loop.borrow().is_some() {
+            return Ok(());
+        }
+        let listener = self
+            .inner
+            .listener
+            .borrow()
+            .as_ref()
+            .expect("a server that is not stopped has its listener")
+            .try_clone()?;
+        let inner = self.inner.clone();
+        let g = Builder::new()
+            .name(format!("StreamServer {}", self.inner.addr))
+            .spawn(move || accept_loop(inner, listener));
+        *self.inner.accept_loop.borrow_mut() = Some(g);
+        Ok(())
+    }
+
+    /// Starts the server if needed and waits until it stops: `Ok` after [`stop`](Self::stop),
+    /// or the error that ended the accept loop.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the server was already stopped; a non-transient accept error (the
+    /// listener was closed under it, ...).
+    pub fn serve_forever(&self) -> io::Result<()> {
+        self.start()?;
+        loop {
+            if let Some(r) = self.inner.outcome.borrow_mut().take() {
+                return r;
+            }
+            if self.inner.stopped.get() || self.inner.loop_ended.get() {
+                return Ok(());
+            }
+            match park_on(&self.inner.loop_done, "a StreamServer to stop", None) {
+                Wake::Woken | Wake::TimedOut => {}
+                Wake::Killed | Wake::Deadlock => return Err(crate::reactor::killed()),
+                Wake::ScopeExpired => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "an enclosing greenhub timeout expired in serve_forever",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Stops accepting and closes the listener, waits up to `grace` for the handlers to finish,
+    /// then kills those still running and waits for them to unwind. Called from a handler, it
+    /// neither waits for nor kills that handler. Stopping a stopped server does nothing.
+    ///
+    /// # Panics
+    /// Inside the hub (it blocks).
+    pub fn stop(&self, grace: Duration) {
+        let inner = &self.inner;
+        if inner.stopped.replace(true) {
+            return;
+        }
+        let accept = inner.accept_loop.borrow_mut().take();
+        if let Some(g) = &accept {
+            g.kill();
+        }
+        drop(inner.listener.borrow_mut().take());
+        wake_all(&inner.loop_done);
+        let me = crate::greenlet::current_id();
+        let others = || {
+            inner
+                .handlers
+                .borrow()
+                .iter()
+                .filter(|(_, g)| g.id() != me)
+                .count()
+        };
+        let deadline = Instant::now().checked_add(grace);
+        while others() > 0 {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            match park_on(
+                &inner.handler_done,
+                "StreamServer handlers to finish",
+                deadline,
+            ) {
+                Wake::Woken => {}
+                _ => break,
+            }
+        }
+        let victims: Vec<Greenlet<()>> = {
+            let mut hs = inner.handlers.borrow_mut();
+            let keys: Vec<usize> = hs
+                .iter()
+                .filter(|(_, g)| g.id() != me)
+                .map(|(k, _)| k)
+                .collect();
+            keys.into_iter().map(|k| hs.remove(k)).collect()
+        };
+        for g in &victims {
+            g.kill_nowait();
+        }
+        for g in &victims {
+            g.kill();
+        }
+    }
+}
+
+/// Parks the running greenlet on `list` until woken or `deadline`.
+fn park_on(list: &RefCell<Vec<Waiter>>, what: &'static str, deadline: Option<Instant>) -> Wake {
+    let hub = current_hub();
+    hub.current_core("wait");
+    {
+        let mut l = list.borrow_mut();
+        l.retain(Waiter::is_pending);
+        l.push(hub.current_waiter());
+    }
+    hub.park(WaitOn::Sync(what), deadline)
+}
+
+fn wake_all(list: &RefCell<Vec<Waiter>>) {
+    let ws = std::mem::take(&mut *list.borrow_mut());
+    for w in ws {
+        w.wake();
+    }
+}
+
+/// Whether an accept error means "out of descriptors or kernel memory": back off and retry.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Whether an accept error concerns only the one connection being accepted: just go on.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::TimedOut
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EPROTO | libc::EPERM | libc::ENETDOWN | libc::EHOSTUNREACH | libc::ENETUNREACH)
+    )
+}
+
+/// Marks the accept loop's end for `serve_forever`, however it ends (error, stop's kill).
+struct LoopExit(Rc<Inner>);
+
+impl Drop for LoopExit {
+    fn drop(&mut self) {
+        self.0.loop_ended.set(true);
+        wake_all(&self.0.loop_done);
+    }
+}
+
+fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
+    let _exit = LoopExit(inner.clone());
+    let mut backoff = BACKOFF_MIN;
+    let mut exhausted_since: Option<Instant> = None;
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        while inner
+            .max_connections
+            .get()
+            .is_some_and(|max| inner.handlers.borrow().len() >= max)
+        {
+            park_on(&inner.handler_done, "a StreamServer connection slot", None);
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Some(since) = exhausted_since.take() {
+                    tracing::info!(
+                        "greenhub StreamServer {}: accepting again after {:?} out of descriptors",
+                        inner.addr,
+                        since.elapsed()
+                    );
+                }
+                backoff = BACKOFF_MIN;
+                if inner.nodelay.get() {
+                    let _ = stream.set_nodelay(true);
+                }
+                spawn_handler(&inner, stream, peer);
+            }
+            Err(e) if is_exhaustion(&e) => {
+                let now = Instant::now();
+                exhausted_since.get_or_insert(now);
+                if last_warning.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+                    last_warning = Some(now);
+                    tracing::warn!(
+                        "greenhub StreamServer {}: accept failed ({e}); backing off up to {:?} \
+                         between attempts until descriptors are freed",
+                        inner.addr,
+                        BACKOFF_MAX
+                    );
+                }
+                hub::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Err(e) if is_per_connection(&e) => {}
+            Err(e) => {
+                tracing::error!(
+                    "greenhub StreamServer {}: accept failed, the server stops: {e}",
+                    inner.addr
+                );
+                *inner.outcome.borrow_mut() = Some(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// Removes a handler from the live set and wakes whoever waits for a free slot, however the
+/// handler ends (return, panic, kill).
+struct HandlerExit {
+    inner: Rc<Inner>,
+    key: usize,
+}
+
+impl Drop for HandlerExit {
+    fn drop(&mut self) {
+        // `stop` may have taken the entry already.
+        let handle = self.inner.handlers.borrow_mut().try_remove(self.key);
+        drop(handle);
+        wake_all(&self.inner.handler_done);
+    }
+}
+
+fn spawn_handler(inner: &Rc<Inner>, stream: TcpStream, peer: SocketAddr) {
+    let mut handlers = inner.handlers.borrow_mut();
+    let entry = handlers.vacant_entry();
+    let exit = HandlerExit {
+        inner: inner.clone(),
+        key: entry.key(),
+    };
+    let handler = inner.handler.clone();
+    let g = hub::spawn(move || {
+        let _exit = exit;
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| handler(stream, peer))) {
+            if p.is::<KillSignal>() {
+                panic::resume_unwind(p); // a kill: let it finish unwinding the greenlet
+            }
+            tracing::error!(
+                "greenhub StreamServer: the handler for {peer} panicked: {}",
+                crate::greenlet::panic_message(&*p)
+            );
+        }
+    });
+    entry.insert(g);
+}

@@ -1,0 +1,111 @@
+//! Helpers shared by the net and server tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{self, Read, Write};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// Raises the soft descriptor limit to the hard one (at least enough for a few thousand sockets,
+/// when the hard limit allows).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read the struct we pass; no other memory is touched.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Sets the soft descriptor limit.
+pub fn set_fd_limit(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = n as libc::rlim_t;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0, "setrlimit");
+    }
+}
+
+/// Env var telling a re-executed test binary that it is the child.
+pub const CHILD_ENV: &str = "GREENHUB_TEST_CHILD";
+
+/// Whether this process is the child run of `test`.
+pub fn is_child(test: &str) -> bool {
+    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
+}
+
+/// Re-runs this test binary with only `test` (exactly), marked as the child; returns its output.
+pub fn run_child(test: &str) -> Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, test)
+        .output()
+        .expect("spawn the test binary")
+}
+
+/// Asserts a child run passed, showing its output if not.
+pub fn assert_child_ok(out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+}
+
+/// Echoes everything until EOF (generic over std and greenhub streams).
+pub fn echo<S: Read + Write>(mut s: S) -> io::Result<u64> {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        s.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// A message unique to `i`, `len` bytes long.
+pub fn message(i: usize, len: usize) -> Vec<u8> {
+    let tag = format!("<{i}>");
+    tag.bytes().cycle().take(len).collect()
+}
+
+/// Sets SO_LINGER {on, 0}: closing then sends RST instead of FIN.
+pub fn set_linger_zero(fd: std::os::fd::RawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from `&l`, which lives for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setsockopt(SO_LINGER): {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// Generous upper bound for "it happened promptly" on a loaded 2-core machine.
+pub const SLACK: Duration = Duration::from_secs(2);
