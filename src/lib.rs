@@ -45,5 +45,8 @@ mod timer;
 
 pub mod greenlet;
 pub mod hub;
+pub mod sync;
+pub mod timeout;
 
 pub use greenlet::{Greenlet, GreenletError};
+pub use timeout::{timeout, Elapsed, Timeout};
