@@ -334,7 +334,8 @@ impl<T: 'static> Greenlet<T> {
         self.task.core()
     }
 
-    fn as_task(&self) -> Rc<dyn Task> {
+    /// The type-erased task, for `pool::Group`, which tracks greenlets of any value type.
+    pub(crate) fn as_task(&self) -> Rc<dyn Task> {
         self.task.clone()
     }
 

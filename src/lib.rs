@@ -45,6 +45,7 @@ mod timer;
 
 pub mod greenlet;
 pub mod hub;
+pub mod pool;
 pub mod sync;
 pub mod timeout;
 

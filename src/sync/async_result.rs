@@ -119,6 +119,11 @@ impl<T, E> AsyncResult<T, E> {
         self.wait_deadline(None)
     }
 
+    /// The wait list, for multi-waits (`pool::wait_any`).
+    pub(crate) fn wait_list(&self) -> &WaitList<()> {
+        &self.waiters
+    }
+
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         while !self.ready() {
             let out = waitlist::wait(&self.waiters, None, "an AsyncResult", deadline, |_| {});

@@ -244,8 +244,6 @@ pub(crate) struct Outcome<P> {
     pub(crate) notified: bool,
     /// See [`Removed::value`].
     pub(crate) value: Option<P>,
-    /// Why the park ended.
-    pub(crate) wake: Wake,
 }
 
 /// Removes its entry when dropped — on the normal path and when a kill unwinds out of the park —
@@ -313,7 +311,6 @@ pub(crate) fn wait<P, F: FnMut(Removed<P>)>(
             return Outcome {
                 notified: removed.notified,
                 value: removed.value,
-                wake,
             };
         }
         // Woken without a notification (spurious): wait again, with our value.
