@@ -37,7 +37,7 @@
 //! `Rc`. To talk to another thread, use a cross-thread channel instead.
 //!
 //! ```compile_fail
-//! let ev = std::rc::Rc::new(greenhub::sync::Event::new());
+//! let ev = greenhub::sync::Event::new();
 //! std::thread::spawn(move || ev.set()); // Event is !Send
 //! ```
 //!

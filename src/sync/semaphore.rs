@@ -49,6 +49,13 @@ impl fmt::Debug for Semaphore {
     }
 }
 
+impl Default for Semaphore {
+    /// One permit, as gevent's `Semaphore()`: a lock.
+    fn default() -> Self {
+        Semaphore::new(1)
+    }
+}
+
 impl Semaphore {
     /// A semaphore with `permits` free permits.
     pub fn new(permits: usize) -> Semaphore {

@@ -29,6 +29,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::rc::Rc;
 use std::time::Instant;
 
 use slab::Slab;
@@ -57,6 +59,9 @@ struct Inner<P> {
 /// A FIFO of parked greenlets with an optional value slot each. See the module docs.
 pub(crate) struct WaitList<P> {
     inner: RefCell<Inner<P>>,
+    /// Spells out what the `Rc` inside `Waiter` already implies: a wait list, and so every
+    /// primitive built on it, is `!Send` and `!Sync` (it belongs to one hub's greenlets).
+    _hub_local: PhantomData<Rc<()>>,
 }
 
 /// Identifies the entry of one wait, for [`WaitList::remove`].
@@ -90,6 +95,7 @@ impl<P> WaitList<P> {
                 next_seq: 0,
                 queued: 0,
             }),
+            _hub_local: PhantomData,
         }
     }
 
