@@ -418,6 +418,9 @@ impl<T: 'static> Greenlet<T> {
     /// as [`GreenletError::Killed`]. Killing a finished greenlet does nothing. A greenlet that kills
     /// itself unwinds at once.
     ///
+    /// Inside an expired timeout scope (`greenhub::timeout`) it requests the kill and returns
+    /// without waiting for the unwinding to finish.
+    ///
     /// # Panics
     /// From inside the hub (this call blocks), after the hub was torn down, or as [`join`](Self::join)
     /// when nothing can finish the unwinding.

@@ -298,3 +298,38 @@ fn channel_is_a_rendezvous() {
         assert_eq!(ch.get_timeout(Duration::from_millis(10)), Err(TimedOut));
     });
 }
+
+#[test]
+fn many_timed_out_getters_are_skipped_and_fifo_holds() {
+    hub::run(|| {
+        let q = Rc::new(Queue::new());
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let gs: Vec<_> = (0..300u32)
+            .map(|i| {
+                let (q, order) = (q.clone(), order.clone());
+                hub::spawn(move || {
+                    if i % 3 == 0 {
+                        let v: u32 = q.get().unwrap();
+                        order.borrow_mut().push((i, v));
+                    } else {
+                        assert_eq!(q.get_timeout(Duration::from_millis(1)), Err(TimedOut));
+                    }
+                })
+            })
+            .collect();
+        hub::sleep(Duration::from_millis(20)); // the timed getters give up (and compact the list)
+        assert_eq!(q.getters(), 100);
+        for v in 0..100 {
+            q.put(v).unwrap();
+        }
+        for g in gs {
+            g.join().unwrap();
+        }
+        let expected: Vec<(u32, u32)> = (0..100).map(|k| (3 * k, k)).collect();
+        assert_eq!(
+            *order.borrow(),
+            expected,
+            "patient getters served in arrival order"
+        );
+    });
+}

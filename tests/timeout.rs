@@ -209,3 +209,16 @@ fn killing_a_greenlet_inside_a_scope() {
         assert!(matches!(g.join(), Err(GreenletError::Killed)));
     });
 }
+
+#[test]
+fn lock_wait_in_a_scope_times_out_and_leaves_the_queue() {
+    hub::run(|| {
+        let m = greenhub::sync::Mutex::new(0);
+        let g = m.lock().unwrap();
+        let r = timeout(Duration::from_millis(20), || m.lock().map(|_| ()));
+        assert_eq!(r, Err(Elapsed));
+        drop(g);
+        assert!(!m.is_locked(), "nobody stale was handed the lock");
+        *m.lock().unwrap() += 1;
+    });
+}

@@ -18,7 +18,7 @@
 //! # Timeouts
 //!
 //! Every wait has a `_timeout` form, and every wait also observes the enclosing timeout scopes of
-//! [`crate::timeout`]: when a scope's deadline ends the wait, it returns [`TimedOut`] (or the
+//! [`crate::timeout`](mod@crate::timeout): when a scope's deadline ends the wait, it returns [`TimedOut`] (or the
 //! primitive's own timeout error), so `?` carries it out to the scope.
 //!
 //! # Fairness and wake order
