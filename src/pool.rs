@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::greenlet::{Greenlet, GreenletError, State, Task, Waiter};
 use crate::hub::{self, WaitOn, Wake};
-use crate::sync::{deadline_after, AsyncResult, Event, Semaphore, TimedOut};
+use crate::sync::{deadline_after, AsyncResult, Event, Queue, Semaphore, TimedOut};
 
 mod private {
     use crate::greenlet::Waiter;
@@ -346,6 +347,8 @@ pub fn killall<'a, T: 'static>(greenlets: impl IntoIterator<Item = &'a Greenlet<
 #[derive(Default)]
 pub struct Group {
     members: RefCell<Vec<Member>>,
+    /// `add` prunes finished members once `members` reaches this length (amortised O(1) adds).
+    prune_at: Cell<usize>,
 }
 
 impl fmt::Debug for Group {
@@ -361,7 +364,9 @@ impl Group {
     }
 
     fn prune(&self) {
-        self.members.borrow_mut().retain(|m| !m.ready());
+        let mut members = self.members.borrow_mut();
+        members.retain(|m| !m.ready());
+        self.prune_at.set((2 * members.len()).max(32));
     }
 
     /// Unfinished greenlets in the group.
@@ -391,7 +396,9 @@ impl Group {
 
     /// Adds a greenlet spawned elsewhere (a finished one is ignored).
     pub fn add<T: 'static>(&self, g: &Greenlet<T>) {
-        self.prune();
+        if self.members.borrow().len() >= self.prune_at.get() {
+            self.prune();
+        }
         if !g.is_finished() {
             self.members.borrow_mut().push(Member(g.as_task()));
         }
@@ -428,10 +435,18 @@ impl Group {
     fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         loop {
             self.prune();
-            let Some(next) = self.members.borrow().first().map(|m| Member(m.0.clone())) else {
+            let snapshot: Vec<Member> = self
+                .members
+                .borrow()
+                .iter()
+                .map(|m| Member(m.0.clone()))
+                .collect();
+            if snapshot.is_empty() {
                 return Ok(());
-            };
-            wait_first(&[&next], &[], deadline)?;
+            }
+            for m in &snapshot {
+                wait_first(&[m], &[], deadline)?;
+            }
         }
     }
 
@@ -486,13 +501,7 @@ impl Group {
         F: Fn(I::Item) -> R + 'static,
         R: 'static,
     {
-        ImapUnordered {
-            spawner: Spawner::Group(self),
-            items: items.into_iter(),
-            f: Rc::new(f),
-            running: Vec::new(),
-            exhausted: false,
-        }
+        ImapUnordered::new(Spawner::Group(self), items.into_iter(), f)
     }
 }
 
@@ -675,13 +684,7 @@ impl Pool {
         F: Fn(I::Item) -> R + 'static,
         R: 'static,
     {
-        ImapUnordered {
-            spawner: Spawner::Pool(self),
-            items: items.into_iter(),
-            f: Rc::new(f),
-            running: Vec::new(),
-            exhausted: false,
-        }
+        ImapUnordered::new(Spawner::Pool(self), items.into_iter(), f)
     }
 }
 
@@ -762,6 +765,20 @@ enum Spawner<'a> {
     Pool(&'a Pool),
 }
 
+/// Reports a job's sequence number to its iterator when dropped: when the job returns, panics or
+/// is killed, and when its closure is dropped unrun (killed before it started).
+struct Finished {
+    done: Rc<Queue<u64>>,
+    seq: u64,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        // Unbounded: never waits, never fails.
+        let _ = self.done.try_put(self.seq);
+    }
+}
+
 /// The iterator of [`Group::imap_unordered`] and [`Pool::imap_unordered`]: yields each greenlet's
 /// result as it finishes.
 ///
@@ -771,7 +788,11 @@ pub struct ImapUnordered<'a, I: Iterator, F, R: 'static> {
     spawner: Spawner<'a>,
     items: I,
     f: Rc<F>,
-    running: Vec<Greenlet<R>>,
+    /// Our greenlets by sequence number, until their result is yielded.
+    running: HashMap<u64, Greenlet<R>>,
+    /// Sequence numbers of finished jobs, in completion order.
+    done: Rc<Queue<u64>>,
+    next_seq: u64,
     exhausted: bool,
 }
 
@@ -784,46 +805,61 @@ impl<I: Iterator, F, R: 'static> fmt::Debug for ImapUnordered<'_, I, F, R> {
     }
 }
 
-impl<I, F, R> ImapUnordered<'_, I, F, R>
+impl<'a, I, F, R> ImapUnordered<'a, I, F, R>
 where
     I: Iterator,
     I::Item: 'static,
     F: Fn(I::Item) -> R + 'static,
     R: 'static,
 {
-    fn job(&self, item: I::Item) -> impl FnOnce() -> R + 'static {
+    fn new(spawner: Spawner<'a>, items: I, f: F) -> Self {
+        ImapUnordered {
+            spawner,
+            items,
+            f: Rc::new(f),
+            running: HashMap::new(),
+            done: Rc::new(Queue::new()),
+            next_seq: 0,
+            exhausted: false,
+        }
+    }
+
+    fn job(&mut self, item: I::Item) -> (u64, impl FnOnce() -> R + 'static) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let f = self.f.clone();
-        move || f(item)
+        let finished = Finished {
+            done: self.done.clone(),
+            seq,
+        };
+        (seq, move || {
+            let _finished = finished;
+            f(item)
+        })
     }
 
     /// Starts greenlets for as many items as may run now; blocks for a slot only when nothing of
     /// ours is running. Returns false if a scope expired while waiting for a slot.
     fn fill(&mut self) -> bool {
         while !self.exhausted {
-            match self.spawner {
-                Spawner::Group(g) => {
-                    let Some(item) = self.items.next() else {
-                        self.exhausted = true;
-                        break;
-                    };
-                    let job = self.job(item);
-                    self.running.push(g.spawn(job));
-                }
-                Spawner::Pool(p) => {
-                    if p.free_count() == 0 && !self.running.is_empty() {
-                        break;
-                    }
-                    let Some(item) = self.items.next() else {
-                        self.exhausted = true;
-                        break;
-                    };
-                    let job = self.job(item);
-                    match p.spawn(job) {
-                        Ok(g) => self.running.push(g),
-                        Err(TimedOut) => return false,
-                    }
+            if let Spawner::Pool(p) = self.spawner {
+                if p.free_count() == 0 && !self.running.is_empty() {
+                    break;
                 }
             }
+            let Some(item) = self.items.next() else {
+                self.exhausted = true;
+                break;
+            };
+            let (seq, job) = self.job(item);
+            let g = match self.spawner {
+                Spawner::Group(g) => g.spawn(job),
+                Spawner::Pool(p) => match p.spawn(job) {
+                    Ok(g) => g,
+                    Err(TimedOut) => return false,
+                },
+            };
+            self.running.insert(seq, g);
         }
         true
     }
@@ -842,18 +878,19 @@ where
         if !self.fill() || self.running.is_empty() {
             return None;
         }
-        let i = {
-            let objs: Vec<&dyn Waitable> =
-                self.running.iter().map(|g| g as &dyn Waitable).collect();
-            wait_first(&objs, &[], None).ok()?
-        };
-        Some(self.running.swap_remove(i).join())
+        let seq = self.done.get().ok()?;
+        let g = self
+            .running
+            .remove(&seq)
+            .expect("greenhub: imap_unordered lost track of a greenlet");
+        // It reported from its last destructor: the join returns at once or after its last step.
+        Some(g.join())
     }
 }
 
 impl<I: Iterator, F, R: 'static> Drop for ImapUnordered<'_, I, F, R> {
     fn drop(&mut self) {
-        for g in &self.running {
+        for g in self.running.values() {
             g.kill_nowait();
         }
     }

@@ -239,3 +239,44 @@ fn killed_multi_waiter_leaves_every_list() {
         assert_eq!((a.waiters(), b.waiters()), (0, 0));
     });
 }
+
+#[test]
+fn large_group_map_imap_and_join_stay_linear() {
+    hub::run(|| {
+        let group = Group::new();
+        let out = group.map(0..20_000u64, |i| i + 1).unwrap();
+        assert_eq!(out.len(), 20_000);
+        assert_eq!(out[19_999], 20_000);
+        let sum: u64 = group
+            .imap_unordered(0..20_000u64, |i| {
+                hub::yield_now();
+                i
+            })
+            .map(Result::unwrap)
+            .sum();
+        assert_eq!(sum, 20_000 * 19_999 / 2);
+        for _ in 0..20_000 {
+            group.spawn(hub::yield_now);
+        }
+        group.join().unwrap();
+        assert!(group.is_empty());
+    });
+}
+
+#[test]
+fn imap_unordered_reports_panics_and_kills_the_rest_when_dropped() {
+    hub::run(|| {
+        let pool = Pool::new(3);
+        let mut it = pool.imap_unordered(0..10u32, |i| {
+            if i == 0 {
+                panic!("job 0 fails");
+            }
+            hub::sleep(Duration::from_secs(60));
+            i
+        });
+        assert!(matches!(it.next(), Some(Err(GreenletError::Panicked(_)))));
+        drop(it);
+        pool.join().unwrap(); // the sleepers were killed
+        assert_eq!(pool.free_count(), 3);
+    });
+}
