@@ -235,6 +235,9 @@ pub fn wait_any_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Option<
 /// The iterator ends when every object has been yielded, or early when an enclosing timeout scope
 /// expires ([`Iwait::timed_out`] tells which).
 ///
+/// Each step subscribes to every object not yet yielded, so a full iteration over n objects costs
+/// O(n²) bookkeeping; for many greenlets prefer a [`Group`] or `imap_unordered`, which are linear.
+///
 /// ```
 /// use std::time::Duration;
 /// use greenhub::{hub, pool::{iwait, Waitable}};

@@ -117,6 +117,9 @@ static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
 ///
 /// The guard is `!Send`; dropping it in another greenlet still closes the scope of the greenlet
 /// that opened it.
+///
+/// Leaking the guard (`mem::forget`) leaves the scope open for the rest of the greenlet's life:
+/// once its deadline passes, every blocking call of that greenlet times out at once.
 #[must_use = "the scope ends when the guard is dropped"]
 pub struct Timeout {
     task: Rc<dyn Task>,
