@@ -322,7 +322,12 @@ pub fn joinall<T: 'static>(
 /// # Panics
 /// As [`Greenlet::kill`].
 pub fn killall<'a, T: 'static>(greenlets: impl IntoIterator<Item = &'a Greenlet<T>>) {
-    let gs: Vec<&Greenlet<T>> = greenlets.into_iter().collect();
+    let mut gs: Vec<&Greenlet<T>> = greenlets.into_iter().collect();
+    // The caller, if listed, goes last: killing itself unwinds at once.
+    let me = hub::current_hub()
+        .current_core("kill greenlets and wait for them")
+        .id;
+    gs.sort_by_key(|g| g.id() == me);
     for g in &gs {
         g.kill_nowait();
     }
@@ -459,10 +464,12 @@ impl Group {
     /// As [`Greenlet::kill`].
     pub fn kill(&self) {
         let hub = hub::current_hub();
-        hub.current_core("kill a group and wait for it");
+        let me = hub.current_core("kill a group and wait for it").id;
         self.prune();
-        let victims: Vec<Rc<dyn Task>> =
+        let mut victims: Vec<Rc<dyn Task>> =
             self.members.borrow().iter().map(|m| m.0.clone()).collect();
+        // A member killing its own group goes last: killing itself unwinds at once.
+        victims.sort_by_key(|v| v.core().id == me);
         for v in &victims {
             hub.request_kill(v);
         }

@@ -280,3 +280,23 @@ fn imap_unordered_reports_panics_and_kills_the_rest_when_dropped() {
         assert_eq!(pool.free_count(), 3);
     });
 }
+
+#[test]
+fn a_member_killing_its_own_group_kills_everyone() {
+    hub::run(|| {
+        let group = Rc::new(Group::new());
+        let g2 = group.clone();
+        let killer = group.spawn(move || {
+            hub::yield_now();
+            g2.kill();
+        });
+        let others: Vec<_> = (0..3)
+            .map(|_| group.spawn(|| hub::sleep(Duration::from_secs(60))))
+            .collect();
+        assert!(matches!(killer.join(), Err(GreenletError::Killed)));
+        for g in others {
+            assert!(matches!(g.join(), Err(GreenletError::Killed)));
+        }
+        assert!(group.is_empty());
+    });
+}
