@@ -86,6 +86,18 @@ pub(crate) struct Core {
     more_joiners: RefCell<Vec<Waiter>>,
     /// The `Greenlet` handle was dropped: nobody will take the result.
     pub(crate) detached: Cell<bool>,
+    /// Active timeout scopes (`timeout`, `Timeout`), innermost last. `Hub::park` bounds every park
+    /// by the earliest deadline here and marks the scope whose deadline ended it. Entries are
+    /// removed by id (a `Timeout` guard may be dropped out of order). Never borrowed across a park.
+    pub(crate) scopes: RefCell<Vec<Scope>>,
+}
+
+/// One active timeout scope of a greenlet; see [`Core::scopes`].
+pub(crate) struct Scope {
+    pub(crate) id: u64,
+    pub(crate) deadline: Instant,
+    /// A park ended because this scope's deadline passed.
+    pub(crate) fired: bool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -108,6 +120,7 @@ impl Core {
             joiner: Cell::new(None),
             more_joiners: RefCell::new(Vec::new()),
             detached: Cell::new(false),
+            scopes: RefCell::new(Vec::new()),
         }
     }
 
@@ -122,14 +135,15 @@ impl Core {
         }
     }
 
-    /// Removes the joiner entries of greenlet `id` (its wait timed out or was interrupted).
-    pub(crate) fn remove_joiner(&self, id: u64) {
+    /// Removes the joiner entries for which `stale` is true (their wait timed out or was
+    /// interrupted).
+    pub(crate) fn remove_joiners(&self, stale: impl Fn(&Waiter) -> bool) {
         if let Some(first) = self.joiner.take() {
-            if first.core().id != id {
+            if !stale(&first) {
                 self.joiner.set(Some(first));
             }
         }
-        self.more_joiners.borrow_mut().retain(|w| w.core().id != id);
+        self.more_joiners.borrow_mut().retain(|w| !stale(w));
     }
 
     /// Takes every joiner, to wake them.
@@ -271,7 +285,9 @@ pub enum GreenletError {
     /// The greenlet was killed (or, for a join made from a greenlet whose own kill is unwinding, the
     /// join was interrupted).
     Killed,
-    /// [`Greenlet::join_timeout`] gave up; the greenlet is still running and can be joined again.
+    /// [`Greenlet::join_timeout`] gave up, or an enclosing timeout scope (`greenhub::timeout`)
+    /// expired during a join; the greenlet is still running (and, after `join_timeout`, can be
+    /// joined again).
     TimedOut,
 }
 
@@ -346,20 +362,28 @@ impl<T: 'static> Greenlet<T> {
         self.task.core().started.get()
     }
 
-    fn as_task(&self) -> Rc<dyn Task> {
+    /// The control block, for crate-private waits that must not consume the handle (`pool::iwait`
+    /// registers in `joiners` and removes its entry itself).
+    pub(crate) fn core(&self) -> &Core {
+        self.task.core()
+    }
+
+    /// The type-erased task, for `pool::Group`, which tracks greenlets of any value type.
+    pub(crate) fn as_task(&self) -> Rc<dyn Task> {
         self.task.clone()
     }
 
     /// Waits, parking only the calling greenlet, until the greenlet finishes; returns its value.
     ///
     /// # Errors
-    /// [`GreenletError::Panicked`] with the panic payload, or [`GreenletError::Killed`].
+    /// [`GreenletError::Panicked`] with the panic payload, or [`GreenletError::Killed`];
+    /// [`GreenletError::TimedOut`] if an enclosing timeout scope expires first.
     ///
     /// # Panics
     /// If called from the greenlet itself, from inside the hub, after this thread's hub was torn
     /// down, or if nothing can ever finish the greenlet while the main greenlet waits (a deadlock).
     pub fn join(self) -> Result<T, GreenletError> {
-        self.wait_until(None);
+        self.wait_until(None)?;
         self.take_result()
     }
 
@@ -370,11 +394,8 @@ impl<T: 'static> Greenlet<T> {
     /// As [`join`](Self::join), and if the result was already taken by an earlier
     /// `join_timeout`.
     pub fn join_timeout(&self, timeout: Duration) -> Result<T, GreenletError> {
-        if self.wait_until(Instant::now().checked_add(timeout)) {
-            self.take_result()
-        } else {
-            Err(GreenletError::TimedOut)
-        }
+        self.wait_until(Instant::now().checked_add(timeout))?;
+        self.take_result()
     }
 
     fn take_result(&self) -> Result<T, GreenletError> {
@@ -391,11 +412,13 @@ impl<T: 'static> Greenlet<T> {
         }
     }
 
-    /// Parks the caller until the greenlet finishes or `deadline` passes; true if it finished.
-    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+    /// Parks the caller until the greenlet finishes (`Ok`), `deadline` or an enclosing timeout
+    /// scope's deadline passes (`TimedOut`), or the caller's own kill interrupts the wait while it
+    /// unwinds (`Killed`).
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<(), GreenletError> {
         let core = self.task.core();
         if core.state.get() == State::Finished {
-            return true;
+            return Ok(());
         }
         let hub = hub::current_hub();
         let me = hub.current_core("join a greenlet");
@@ -409,12 +432,14 @@ impl<T: 'static> Greenlet<T> {
             core.add_joiner(hub.current_waiter());
             let wake = hub.park(WaitOn::Join(core.id), deadline);
             if core.state.get() == State::Finished {
-                return true;
+                return Ok(());
             }
             // Timed out or interrupted: take our stale entry out of the joiners.
-            core.remove_joiner(me.id);
+            let my_id = me.id;
+            core.remove_joiners(|w| w.core().id == my_id);
             match wake {
-                Wake::TimedOut | Wake::Killed | Wake::ScopeExpired => return false,
+                Wake::TimedOut | Wake::ScopeExpired => return Err(GreenletError::TimedOut),
+                Wake::Killed => return Err(GreenletError::Killed),
                 Wake::Woken | Wake::Deadlock => {}
             }
         }
@@ -427,6 +452,9 @@ impl<T: 'static> Greenlet<T> {
     /// as [`GreenletError::Killed`]. Killing a finished greenlet does nothing. A greenlet that kills
     /// itself unwinds at once.
     ///
+    /// Inside an expired timeout scope (`greenhub::timeout`) it requests the kill and returns
+    /// without waiting for the unwinding to finish.
+    ///
     /// # Panics
     /// From inside the hub (this call blocks), after the hub was torn down, or as [`join`](Self::join)
     /// when nothing can finish the unwinding.
@@ -434,7 +462,9 @@ impl<T: 'static> Greenlet<T> {
         let hub = hub::current_hub();
         hub.current_core("kill a greenlet and wait for it");
         self.kill_nowait();
-        self.wait_until(None);
+        // An error means our own wait was cut short (a timeout scope, or our own kill): the kill
+        // request stands either way.
+        let _ = self.wait_until(None);
     }
 
     /// Requests the kill without waiting for the greenlet to finish (gevent's `kill(block=False)`).

@@ -70,7 +70,6 @@ pub(crate) enum Wake {
     Deadlock,
     /// The deadline of an enclosing timeout scope (`timeout`, `Timeout`) passed: the blocking call
     /// returns its timeout error (`io::ErrorKind::TimedOut` for I/O) so `?` carries it to the scope.
-    #[allow(dead_code)] // produced once timeout scopes land (the sync issue)
     ScopeExpired,
 }
 
@@ -449,6 +448,8 @@ impl Hub {
     /// Before parking, the caller puts `current_waiter()` wherever the event will come from.
     /// Returns why it woke. A kill unwinds from here (the payload is private) unless the greenlet is
     /// already unwinding, in which case `Wake::Killed` is returned and the caller gives up waiting.
+    /// Inside a timeout scope the park also ends at the scope's deadline, returning
+    /// `Wake::ScopeExpired` (see `crate::timeout`).
     ///
     /// # Panics
     /// Inside the hub, or in the main greenlet when nothing can ever wake it.
@@ -458,6 +459,15 @@ impl Hub {
             return deliver_kill(core);
         }
         let gen = core.gen.get();
+        // Timeout scopes: the earliest enclosing scope deadline bounds this park too. `by_scope`
+        // remembers that it, not the caller's own deadline, is the one the timer carries (ties go
+        // to the caller's own deadline).
+        let nearest_scope = core.scopes.borrow().iter().map(|s| s.deadline).min();
+        let (deadline, by_scope) = match (deadline, nearest_scope) {
+            (Some(own), Some(scope)) if scope < own => (Some(scope), true),
+            (None, Some(scope)) => (Some(scope), true),
+            (own, _) => (own, false),
+        };
         let timer = deadline.map(|d| {
             let task = self.running_task();
             self.timers.borrow_mut().insert(d, Waiter { task, gen })
@@ -478,6 +488,16 @@ impl Hub {
                 core.describe()
             ),
             _ if core.kill.get() => deliver_kill(core),
+            Wake::TimedOut if by_scope => {
+                // The scope deadline fired: record which scope(s) it was, so each can tell whether
+                // the expiry was its own.
+                for s in core.scopes.borrow_mut().iter_mut() {
+                    if Some(s.deadline) == deadline {
+                        s.fired = true;
+                    }
+                }
+                Wake::ScopeExpired
+            }
             w => w,
         }
     }

@@ -45,8 +45,13 @@ mod timer;
 
 pub mod greenlet;
 pub mod hub;
+pub mod pool;
+pub mod sync;
+pub mod timeout;
 
 pub use greenlet::{Greenlet, GreenletError};
 pub mod net;
 mod reactor;
 pub mod server;
+
+pub use timeout::{timeout, Elapsed, Timeout};
