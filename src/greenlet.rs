@@ -579,3 +579,4 @@ pub fn current_id() -> u64 {
         .current_core("ask for the current greenlet")
         .id
 }
+

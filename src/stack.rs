@@ -136,9 +136,9 @@ impl Slice {
         let n = top as usize - sp as usize;
         self.bytes.clear();
         if self.bytes.capacity() < n {
-            // Grow to the next power of two so a slowly deepening worker does not reallocate on
-            // every eviction.
-            self.bytes.reserve_exact(n.next_power_of_two());
+            // Round up to 64 bytes: a parked greenlet's slice is most of its memory, so no
+            // power-of-two slack; a worker reallocates only when it parks deeper than ever before.
+            self.bytes.reserve_exact((n + 63) & !63);
         } else if self.bytes.capacity() > SHRINK_FLOOR && self.bytes.capacity() / 4 > n {
             self.bytes.shrink_to(n);
         }
