@@ -579,4 +579,3 @@ pub fn current_id() -> u64 {
         .current_core("ask for the current greenlet")
         .id
 }
-
