@@ -458,6 +458,18 @@ impl Hub {
         if core.kill.get() {
             return deliver_kill(core);
         }
+        // Only what is live across the switch stays in this frame: a parked greenlet's memory is
+        // mostly its stack slice, so the setup and the aftermath live in out-of-line helpers whose
+        // frames are gone while we are parked.
+        let armed = self.arm_park(core, on, deadline);
+        self.switch_to_hub(core);
+        self.end_park(core, on, armed)
+    }
+
+    /// Starts a park: the timer for the nearest of `deadline` and the enclosing timeout scopes'
+    /// deadlines, and the state change.
+    #[inline(never)]
+    fn arm_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) -> Armed {
         let gen = core.gen.get();
         // Timeout scopes: the earliest enclosing scope deadline bounds this park too. `by_scope`
         // remembers that it, not the caller's own deadline, is the one the timer carries (ties go
@@ -475,24 +487,28 @@ impl Hub {
         core.state.set(State::Parked);
         core.waiting_on.set(on);
         core.wake.set(Wake::Woken);
-        self.switch_to_hub(core);
-        core.gen.set(gen.wrapping_add(1));
+        Armed {
+            timer,
+            deadline: if by_scope { deadline } else { None },
+        }
+    }
+
+    /// Ends a park: cancels its timer and turns the wake reason into the caller's answer.
+    #[inline(never)]
+    fn end_park(&self, core: &Core, on: WaitOn, armed: Armed) -> Wake {
+        core.gen.set(core.gen.get().wrapping_add(1));
         core.waiting_on.set(WaitOn::Nothing);
-        if let Some(key) = timer {
+        if let Some(key) = armed.timer {
             self.timers.borrow_mut().cancel(key);
         }
         match core.wake.get() {
-            Wake::Deadlock => panic!(
-                "greenhub: {} would block forever waiting for {on}: no greenlet is ready, no timer is \
-                 pending, no greenlet waits for I/O and nothing can arrive from another thread",
-                core.describe()
-            ),
+            Wake::Deadlock => deadlock_panic(core, on),
             _ if core.kill.get() => deliver_kill(core),
-            Wake::TimedOut if by_scope => {
+            Wake::TimedOut if armed.deadline.is_some() => {
                 // The scope deadline fired: record which scope(s) it was, so each can tell whether
                 // the expiry was its own.
                 for s in core.scopes.borrow_mut().iter_mut() {
-                    if Some(s.deadline) == deadline {
+                    if Some(s.deadline) == armed.deadline {
                         s.fired = true;
                     }
                 }
@@ -898,6 +914,23 @@ impl Hub {
             .sum();
         s
     }
+}
+
+/// What `arm_park` hands to `end_park` across the switch.
+struct Armed {
+    timer: Option<crate::timer::TimerKey>,
+    /// The scope deadline the timer carries, when a scope's (not the caller's own) deadline won.
+    deadline: Option<Instant>,
+}
+
+#[cold]
+#[inline(never)]
+fn deadlock_panic(core: &Core, on: WaitOn) -> ! {
+    panic!(
+        "greenhub: {} would block forever waiting for {on}: no greenlet is ready, no timer is \
+         pending, no greenlet waits for I/O and nothing can arrive from another thread",
+        core.describe()
+    )
 }
 
 /// Unwinds the running greenlet with the kill payload, or — if it is already unwinding (a destructor
