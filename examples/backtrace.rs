@@ -85,7 +85,10 @@ fn main() {
         }
         hub::yield_now();
     }
-    let hub_bt = hub_bt.borrow_mut().take().expect("the hub callback did not run");
+    let hub_bt = hub_bt
+        .borrow_mut()
+        .take()
+        .expect("the hub callback did not run");
 
     let ok_worker = check("worker greenlet", &worker_bt, "worker_entry");
     let ok_hub = check("hub callback", &hub_bt, "hub_entry");
