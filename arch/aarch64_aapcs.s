@@ -126,11 +126,16 @@ greenhub_v0_switch:
     .globl greenhub_v0_trampoline
     .hidden greenhub_v0_trampoline
     .type greenhub_v0_trampoline,%function
-greenhub_v0_trampoline:
     .cfi_startproc
     // Backtraces end here: the return-address column is undefined, which unwinders report as the
     // end of the stack.
     .cfi_undefined x30
+    // The unwind info starts one instruction before the symbol. A fresh frame's return address
+    // (x30) is the symbol itself, and unwinders look up the caller's unwind info at (return
+    // address - 1): that byte must belong to this FDE, or an unwinder stopped inside
+    // greenhub_v0_switch on the way into a new greenlet finds no FDE there and walks into garbage.
+    nop
+greenhub_v0_trampoline:
     // State: entered by the `ret` of greenhub_v0_switch with sp = the top of the stack the fresh
     // frame was written at (16-byte aligned), x0 = the value handed over, x19 = entry, x20 = arg.
     mov x1, x20                         // entry's second argument (x0 already holds the first)
