@@ -152,18 +152,22 @@ fn yield_with_array<const N: usize>(n: u64) -> u8 {
     acc
 }
 
-/// Bytes copied per yield and per slice copy in `n` alternating yields.
-fn gh_pair_bytes<const N: usize>(n: u64) -> String {
+/// Runs `body(n)` (`n` yields) and says how many bytes the hub copied per yield and per slice copy,
+/// from `hub::stats()`: the proof of which path (lazy or sliced) a row measured.
+fn copied_per_yield(n: u64, body: impl FnOnce(u64) -> Duration) -> String {
     let before = hub::stats();
-    gh_pair::<N>(n);
+    body(n);
     let after = hub::stats();
     let bytes = after.bytes_copied - before.bytes_copied;
     let copies =
         (after.slice_saves - before.slice_saves) + (after.slice_restores - before.slice_restores);
+    if copies == 0 {
+        return format!("{bytes} B copied in {n} yields");
+    }
     format!(
         "{:.0} B copied/yield, slice {:.0} B",
         bytes as f64 / n as f64,
-        bytes as f64 / copies.max(1) as f64
+        bytes as f64 / copies as f64
     )
 }
 
@@ -343,6 +347,7 @@ fn main() {
         "greenhub worker yield_now (lazy)",
         gh_worker_yield,
     );
+    rows.last_mut().expect("a row").note = copied_per_yield(10_000, gh_worker_yield);
     row(
         &mut rows,
         &plan,
@@ -375,7 +380,7 @@ fn main() {
                 format!("greenhub 2 greenlets, [u8; {}] live", $n),
                 gh_pair::<$n>,
             );
-            let bytes = gh_pair_bytes::<$n>(10_000);
+            let bytes = copied_per_yield(10_000, gh_pair::<$n>);
             rows.last_mut().expect("a row").note = bytes;
             row(
                 &mut rows,
