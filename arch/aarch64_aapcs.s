@@ -46,18 +46,38 @@ greenhub_v0_switch:
     // State: sp = the caller's sp; x30 = where the caller resumes; CFA = sp.
     sub sp, sp, #160                    // room for the frame (stays 16-byte aligned)
     .cfi_def_cfa_offset 160
+    // Each store is followed by its CFI rule (offsets from the CFA = the caller's sp), so an
+    // unwinder stopped at any instruction finds every callee-saved register of the caller.
     stp x19, x20, [sp, #0]              // callee-saved general registers ...
+    .cfi_offset x19, -160
+    .cfi_offset x20, -152
     stp x21, x22, [sp, #16]
+    .cfi_offset x21, -144
+    .cfi_offset x22, -136
     stp x23, x24, [sp, #32]
+    .cfi_offset x23, -128
+    .cfi_offset x24, -120
     stp x25, x26, [sp, #48]
+    .cfi_offset x25, -112
+    .cfi_offset x26, -104
     stp x27, x28, [sp, #64]
+    .cfi_offset x27, -96
+    .cfi_offset x28, -88
     stp x29, x30, [sp, #80]             // ... the frame pointer and the return address
     .cfi_offset x29, -80
     .cfi_offset x30, -72
     stp d8, d9, [sp, #96]               // callee-saved low halves of v8-v15
+    .cfi_offset d8, -64
+    .cfi_offset d9, -56
     stp d10, d11, [sp, #112]
+    .cfi_offset d10, -48
+    .cfi_offset d11, -40
     stp d12, d13, [sp, #128]
+    .cfi_offset d12, -32
+    .cfi_offset d13, -24
     stp d14, d15, [sp, #144]
+    .cfi_offset d14, -16
+    .cfi_offset d15, -8
     // State: the whole frame is on the outgoing stack; CFA = sp+160.
     mov x9, sp                          // sp cannot be stored directly: go through a scratch register
     str x9, [x0]                        // publish the outgoing context's stack pointer
@@ -75,8 +95,27 @@ greenhub_v0_switch:
     ldp d14, d15, [sp, #144]
     add sp, sp, #160                    // pop the frame
     .cfi_def_cfa_offset 0
+    // State: every register holds the incoming context's value: back to the CIE's "same value".
+    .cfi_restore x19
+    .cfi_restore x20
+    .cfi_restore x21
+    .cfi_restore x22
+    .cfi_restore x23
+    .cfi_restore x24
+    .cfi_restore x25
+    .cfi_restore x26
+    .cfi_restore x27
+    .cfi_restore x28
     .cfi_restore x29
     .cfi_restore x30
+    .cfi_restore d8
+    .cfi_restore d9
+    .cfi_restore d10
+    .cfi_restore d11
+    .cfi_restore d12
+    .cfi_restore d13
+    .cfi_restore d14
+    .cfi_restore d15
     // State: sp = the incoming context's sp at its call; x30 = where it resumes.
     mov x0, x2                          // the value handed over becomes the return value
     ret                                 // branch to x30: resume it (or enter the trampoline)
@@ -87,11 +126,16 @@ greenhub_v0_switch:
     .globl greenhub_v0_trampoline
     .hidden greenhub_v0_trampoline
     .type greenhub_v0_trampoline,%function
-greenhub_v0_trampoline:
     .cfi_startproc
     // Backtraces end here: the return-address column is undefined, which unwinders report as the
     // end of the stack.
     .cfi_undefined x30
+    // The unwind info starts one instruction before the symbol. A fresh frame's return address
+    // (x30) is the symbol itself, and unwinders look up the caller's unwind info at (return
+    // address - 1): that byte must belong to this FDE, or an unwinder stopped inside
+    // greenhub_v0_switch on the way into a new greenlet finds no FDE there and walks into garbage.
+    nop
+greenhub_v0_trampoline:
     // State: entered by the `ret` of greenhub_v0_switch with sp = the top of the stack the fresh
     // frame was written at (16-byte aligned), x0 = the value handed over, x19 = entry, x20 = arg.
     mov x1, x20                         // entry's second argument (x0 already holds the first)

@@ -120,11 +120,16 @@ greenhub_v0_switch:
     .globl greenhub_v0_trampoline
     .hidden greenhub_v0_trampoline
     .type greenhub_v0_trampoline,@function
-greenhub_v0_trampoline:
     .cfi_startproc
     # Backtraces end here: there is no caller, so the return-address column is undefined, which
     # unwinders (libgcc, libunwind, gimli) report as the end of the stack.
     .cfi_undefined rip
+    # The unwind info starts one byte before the symbol. A fresh frame's return address is the
+    # symbol itself, and unwinders look up the caller's unwind info at (return address - 1): that
+    # byte must belong to this FDE, or an unwinder stopped inside greenhub_v0_switch on the way
+    # into a new greenlet finds no FDE there and walks into garbage.
+    nop
+greenhub_v0_trampoline:
     # State: entered by the `ret` of greenhub_v0_switch with rsp = the top of the stack the fresh
     # frame was written at (16-byte aligned), rax = the value handed over, r12 = entry, r13 = arg.
     mov rdi, rax                        # entry's first argument: the value handed over
