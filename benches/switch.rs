@@ -118,6 +118,25 @@ fn gh_worker_yield(n: u64) -> Duration {
     .expect("the yielding greenlet failed")
 }
 
+/// Main and one worker take turns: `n` yields in all, each a real round trip through the hub (two
+/// switches: to the hub, to the other side) with no copying, since main is never copied and the
+/// worker stays the occupant of the shared stack.
+fn gh_through_hub(n: u64) -> Duration {
+    let half = n.div_ceil(2);
+    let t = Instant::now();
+    let g = hub::spawn(move || {
+        for _ in 0..half {
+            hub::yield_now();
+        }
+    });
+    while !g.is_finished() {
+        hub::yield_now();
+    }
+    let el = t.elapsed();
+    g.join().expect("the yielding greenlet failed");
+    el
+}
+
 /// The main greenlet yields `n` times, alone.
 fn gh_main_yield(n: u64) -> Duration {
     let t = Instant::now();
@@ -347,7 +366,18 @@ fn main() {
         "greenhub worker yield_now (lazy)",
         gh_worker_yield,
     );
-    rows.last_mut().expect("a row").note = copied_per_yield(10_000, gh_worker_yield);
+    rows.last_mut().expect("a row").note = "nobody else ready: the fast path, no switch; "
+        .to_string()
+        + &copied_per_yield(10_000, gh_worker_yield);
+    row(
+        &mut rows,
+        &plan,
+        G1,
+        "greenhub main<->worker yield_now (via hub)",
+        gh_through_hub,
+    );
+    rows.last_mut().expect("a row").note =
+        "two switches per yield; ".to_string() + &copied_per_yield(10_000, gh_through_hub);
     row(
         &mut rows,
         &plan,
@@ -476,6 +506,11 @@ fn print_targets(rows: &[Row]) {
         (
             "lazy yield round trip",
             get("greenhub worker yield_now (lazy)"),
+            15.0,
+        ),
+        (
+            "  ... through the hub",
+            get("greenhub main<->worker yield_now (via hub)"),
             15.0,
         ),
         (
