@@ -261,7 +261,7 @@ fn report_unjoined<T>(core: &Core, outcome: &Result<T, GreenletError>) {
             greenlet.name = core.name.as_deref().unwrap_or(""),
             "{} panicked and nobody joined it: {}",
             core.describe(),
-            panic_message(p)
+            panic_message(&**p)
         );
     }
 }

@@ -194,4 +194,36 @@ mod tests {
             std::iter::from_fn(|| t.pop_expired(now + Duration::from_secs(1))).collect();
         assert_eq!(fired, (99_000..100_000).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn a_million_pending_deadlines() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        let mut x = 7u64;
+        let mut keys = Vec::with_capacity(1_000_000);
+        for i in 0..1_000_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            keys.push(t.insert(now + Duration::from_nanos(x >> 40), i));
+        }
+        assert_eq!(t.len(), 1_000_000);
+        // Cancel every other one; the rest fire in deadline order.
+        for k in keys.iter().step_by(2) {
+            assert!(t.cancel(*k).is_some());
+        }
+        assert_eq!(t.len(), 500_000);
+        let end = now + Duration::from_secs(1 << 30);
+        let mut last = None;
+        let mut fired = 0;
+        while let Some(d) = t.next_deadline() {
+            assert!(last.is_none_or(|l| l <= d), "deadlines out of order");
+            last = Some(d);
+            let i = t.pop_expired(end).expect("an expired timer");
+            assert_eq!(i % 2, 1, "a cancelled timer fired");
+            fired += 1;
+        }
+        assert_eq!(fired, 500_000);
+        assert!(t.is_empty());
+    }
 }

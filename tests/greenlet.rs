@@ -438,3 +438,57 @@ fn config_install_refuses_a_second_hub() {
     .join()
     .unwrap();
 }
+
+/// A tracing writer that appends to a shared buffer.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_nobody_joins_is_reported_through_tracing() {
+    let cap = Capture::default();
+    let sink = cap.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        hub::run(|| {
+            // Detached before it runs: reported when it finishes.
+            drop(
+                Builder::new()
+                    .name("doomed")
+                    .spawn(|| panic!("lost panic one")),
+            );
+            // Finished before its handle is dropped: reported at the drop.
+            let g = hub::spawn(|| panic!("lost panic two"));
+            hub::yield_now();
+            assert!(g.is_finished());
+            drop(g);
+            // Joined: not reported, the joiner got it.
+            let joined = hub::spawn(|| panic!("joined panic"));
+            assert!(joined.join().is_err());
+        });
+    });
+    let out = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        out.contains("(doomed) panicked and nobody joined it: lost panic one"),
+        "{out}"
+    );
+    assert!(
+        out.contains("panicked and nobody joined it: lost panic two"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("joined panic"),
+        "a joined panic is the joiner's, not the log's: {out}"
+    );
+}
