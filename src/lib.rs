@@ -40,6 +40,7 @@
 )]
 
 mod arch;
+mod overflow;
 mod stack;
 mod timer;
 

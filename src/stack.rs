@@ -95,6 +95,16 @@ impl Stack {
         self.base.wrapping_add(page_size())
     }
 
+    /// Usable bytes (the mapping without its guard page).
+    pub(crate) fn usable(&self) -> usize {
+        self.len - page_size()
+    }
+
+    /// Address range of the guard page.
+    pub(crate) fn guard(&self) -> std::ops::Range<usize> {
+        self.base as usize..self.limit() as usize
+    }
+
     /// Whether `addr` lies in the usable part of this stack.
     pub(crate) fn contains(&self, addr: usize) -> bool {
         addr >= self.limit() as usize && addr <= self.top() as usize
