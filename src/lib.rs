@@ -43,6 +43,7 @@ mod arch;
 mod overflow;
 mod stack;
 mod timer;
+mod valgrind;
 
 pub mod greenlet;
 pub mod hub;
