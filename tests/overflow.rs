@@ -261,3 +261,66 @@ fn hubs_on_many_threads_register_and_release_their_guards() {
     let want = format!("greenlet {id} (late) overflowed its 1024 KiB stack");
     assert!(err.contains(&want), "expected {want:?} in:\n{err}");
 }
+
+#[test]
+fn a_thread_without_an_alternate_signal_stack_gets_one() {
+    // A thread that has no sigaltstack (as threads made by C code may) still gets the report: the
+    // hub maps an alternate stack of its own for the handler to run on.
+    const NAME: &str = "a_thread_without_an_alternate_signal_stack_gets_one";
+    if is_child(NAME) {
+        no_core_dumps();
+        std::thread::spawn(|| {
+            let off = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disabling this thread's alternate signal stack touches no Rust memory
+            // (Rust's runtime unmaps its own at thread exit either way).
+            assert_eq!(unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) }, 0);
+            let g = hub::Builder::new()
+                .name("no-altstack")
+                .spawn(|| recurse(u64::MAX));
+            eprintln!("ID={}", g.id());
+            let _ = g.join();
+        })
+        .join()
+        .unwrap();
+        unreachable!("the overflow should have aborted the process");
+    }
+    let out = run_child(NAME, &[("GREENHUB_STACK_SIZE", "512k")]);
+    assert_died_by(&out, libc::SIGABRT);
+    let err = stderr_of(&out);
+    let id = child_id(&err);
+    let want = format!("greenlet {id} (no-altstack) overflowed its 512 KiB stack");
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+}
+
+#[test]
+fn a_hub_installs_an_alternate_signal_stack_where_none_was() {
+    // The hub installs one on a thread that has none, and uninstalls and unmaps it at the
+    // thread-exit teardown; 50 threads in a row exercise both (a stale or double unmap would
+    // crash this process).
+    for _ in 0..50 {
+        std::thread::spawn(|| {
+            let off = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: as in the test above.
+            assert_eq!(unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) }, 0);
+            assert_eq!(hub::spawn(|| 3).join().unwrap(), 3);
+            let mut cur: libc::stack_t = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: 0,
+                ss_size: 0,
+            };
+            // SAFETY: reads the current alternate stack into `cur`.
+            assert_eq!(unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) }, 0);
+            assert_eq!(cur.ss_flags & libc::SS_DISABLE, 0, "the hub installed one");
+        })
+        .join()
+        .unwrap();
+    }
+}
