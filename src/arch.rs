@@ -72,6 +72,9 @@ pub(crate) unsafe fn init_frame(top: *mut u8, entry: Entry, arg: usize) -> *mut 
     let sp = top.wrapping_sub(FRAME_BYTES);
     let words = sp.cast::<usize>();
     let trampoline = greenhub_v0_trampoline as *const () as usize;
+    // memcheck may consider these bytes inaccessible (a previous worker's stack pointer moved
+    // above them); they are ours to write now.
+    crate::valgrind::make_mem_undefined(sp, top);
     // SAFETY: the caller guarantees the FRAME_BYTES below `top` are writable and unused; `sp` is
     // 16-byte aligned because `top` is and FRAME_BYTES is a multiple of 16.
     unsafe {

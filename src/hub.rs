@@ -144,6 +144,9 @@ pub(crate) struct IoSlot {
 
 /// The per-thread hub. See the module docs.
 pub(crate) struct Hub {
+    /// The guard pages of `shared` and `_hub_stack` in the overflow handler's table. First field:
+    /// dropped (deregistered) before the stacks are unmapped.
+    overflow: crate::overflow::Registration,
     /// The stack every worker runs on.
     shared: Stack,
     /// The hub context's own stack. Kept only so it stays mapped.
@@ -357,7 +360,8 @@ impl Hub {
         let main: Rc<dyn Task> = Rc::new(MainTask {
             core: Core::new(Kind::Main, None),
         });
-        let hub = Box::new(Hub {
+        let mut hub = Box::new(Hub {
+            overflow: crate::overflow::Registration::none(),
             shared,
             _hub_stack: hub_stack,
             hub_sp: Cell::new(hub_sp),
@@ -382,6 +386,8 @@ impl Hub {
             counters: Counters::default(),
             tearing_down: Cell::new(false),
         });
+        // `current` lives in the box, so its address is stable from here on.
+        hub.overflow = crate::overflow::register(&hub.shared, &hub._hub_stack, &hub.current);
         let p: *const Hub = Box::into_raw(hub);
         CURRENT.with(|c| c.set(p));
         // SAFETY: just leaked from a Box; freed only by TeardownGuard (invariant 7).

@@ -40,8 +40,10 @@
 )]
 
 mod arch;
+mod overflow;
 mod stack;
 mod timer;
+mod valgrind;
 
 pub mod greenlet;
 pub mod hub;

@@ -36,6 +36,8 @@ pub(crate) struct Stack {
     base: *mut u8,
     /// Whole mapping, guard included.
     len: usize,
+    /// Its id with valgrind (0 without the `valgrind` feature).
+    vg_id: usize,
 }
 
 /// The system page size.
@@ -82,7 +84,9 @@ impl Stack {
             unsafe { libc::munmap(base.cast(), len) };
             return Err(err);
         }
-        Ok(Stack { base, len })
+        let vg_id =
+            crate::valgrind::stack_register(base.wrapping_add(page), base.wrapping_add(len));
+        Ok(Stack { base, len, vg_id })
     }
 
     /// One past the highest usable byte; 16-byte aligned (page aligned, in fact).
@@ -95,6 +99,16 @@ impl Stack {
         self.base.wrapping_add(page_size())
     }
 
+    /// Usable bytes (the mapping without its guard page).
+    pub(crate) fn usable(&self) -> usize {
+        self.len - page_size()
+    }
+
+    /// Address range of the guard page.
+    pub(crate) fn guard(&self) -> std::ops::Range<usize> {
+        self.base as usize..self.limit() as usize
+    }
+
     /// Whether `addr` lies in the usable part of this stack.
     pub(crate) fn contains(&self, addr: usize) -> bool {
         addr >= self.limit() as usize && addr <= self.top() as usize
@@ -103,6 +117,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        crate::valgrind::stack_deregister(self.vg_id);
         // SAFETY: the mapping was made in `new` with exactly this base and length, and the hub drops
         // a Stack only when no context runs on it or is suspended on it (invariant 7).
         unsafe { libc::munmap(self.base.cast(), self.len) };
@@ -161,6 +176,9 @@ impl Slice {
     /// the caller must be running on another stack.
     pub(crate) unsafe fn restore(&self, sp: *mut u8) -> usize {
         let n = self.bytes.len();
+        // memcheck marks shared-stack bytes inaccessible once the worker that ran there last
+        // popped above them; they belong to this slice again. The copy brings their definedness.
+        crate::valgrind::make_mem_undefined(sp, sp.wrapping_add(n));
         // SAFETY: the caller guarantees [sp, sp+n) is writable shared-stack memory that nothing
         // running or suspended is using; the heap buffer cannot overlap it (invariants 1 and 8).
         unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr(), sp, n) };

@@ -1,0 +1,471 @@
+//! Stack-overflow diagnosis: a `SIGSEGV`/`SIGBUS` handler that names the greenlet whose stack hit a
+//! guard page.
+//!
+//! # The pieces
+//!
+//! ```text
+//!   SLOTS (process-global, fixed size, atomics only)         one hub (heap, boxed)
+//!   ┌───────────────────────────────────────────────┐      ┌─────────────────────────────┐
+//!   │ state │ tid │ shared guard │ hub guard │ KiB │ ────► │ current: Cell<*const Core> ─┼──► Core { id, name }
+//!   ├───────────────────────────────────────────────┤      └─────────────────────────────┘
+//!   │ ... one slot per live hub (MAX_HUBS)          │
+//!   └───────────────────────────────────────────────┘
+//! ```
+//!
+//! - [`register`] (called by `Hub::install`, on the hub's thread) claims a slot and writes the two
+//!   guard-page ranges, the usable sizes, the thread id and the address of the hub's `current` cell,
+//!   then publishes the slot with a release store. The returned [`Registration`] frees the slot when
+//!   the hub is dropped — before its stacks are unmapped (it is the hub's first field).
+//! - The hub already stores the running greenlet's core pointer in `current` on every switch, so
+//!   publishing "who runs" costs the switch path nothing. The handler reads that cell on the thread
+//!   that faulted, which is the thread that wrote it: a guard-page fault is synchronous, and every
+//!   store to `current` precedes the opaque assembly switch into the greenlet that faulted, so the
+//!   value is in memory. The core it names is owned by `Hub::running` while it runs (invariant 9).
+//! - The handler ([`on_fault`]) runs on an alternate signal stack (`SA_ONSTACK`): the faulting stack
+//!   has no room left. Rust's runtime gives its main thread and the threads it spawns one; `register`
+//!   checks with `sigaltstack` and maps one of its own only if the thread has none (freed with the
+//!   registration).
+//! - It uses only async-signal-safe operations: atomic loads, reads of memory that cannot change
+//!   under it, `syscall(gettid)`, `write(2)` of a message formatted by hand into a stack buffer,
+//!   `sigaction` and `abort`. No allocation, no locks, no formatting machinery.
+//! - A fault that is not in a registered guard page of the faulting thread goes to the handler that
+//!   was installed before ours — normally Rust's, which reports overflows of thread stacks ("thread
+//!   'x' has overflowed its stack") and otherwise restores the default action so the fault re-raises.
+//!
+//! # Limits
+//!
+//! - A frame larger than the guard page could skip it; Rust's stack probes (x86_64, aarch64) touch
+//!   every page of a large frame in order, so Rust code always hits the guard. C code called from a
+//!   greenlet without probes might not.
+//! - More than [`MAX_HUBS`] hubs alive at once: the extra hubs still have guard pages, but their
+//!   overflows are reported as a plain `SIGSEGV` (a `tracing` warning says so once).
+//! - At thread exit, Rust frees its alternate signal stack before thread-local destructors run, so an
+//!   overflow while the teardown guard unwinds greenlets dies by `SIGSEGV` without the message.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::io;
+use std::mem;
+use std::ptr;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
+
+use crate::greenlet::Core;
+use crate::stack::{page_size, Stack};
+
+/// Hubs whose overflows can be named at the same time.
+pub(crate) const MAX_HUBS: usize = 128;
+
+const FREE: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+
+/// One hub's guard pages. Written only by the hub's thread between `WRITING` and `READY`.
+struct Slot {
+    state: AtomicU8,
+    /// Kernel thread id of the hub's thread: a guard page is "ours" only on its own thread.
+    tid: AtomicI64,
+    shared_lo: AtomicUsize,
+    shared_hi: AtomicUsize,
+    shared_kib: AtomicUsize,
+    hub_lo: AtomicUsize,
+    hub_hi: AtomicUsize,
+    hub_kib: AtomicUsize,
+    /// Address of the hub's `current: Cell<*const Core>`.
+    current: AtomicUsize,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // only used to initialise SLOTS
+const EMPTY: Slot = Slot {
+    state: AtomicU8::new(FREE),
+    tid: AtomicI64::new(0),
+    shared_lo: AtomicUsize::new(0),
+    shared_hi: AtomicUsize::new(0),
+    shared_kib: AtomicUsize::new(0),
+    hub_lo: AtomicUsize::new(0),
+    hub_hi: AtomicUsize::new(0),
+    hub_kib: AtomicUsize::new(0),
+    current: AtomicUsize::new(0),
+};
+
+static SLOTS: [Slot; MAX_HUBS] = [EMPTY; MAX_HUBS];
+
+/// The handlers that were installed before ours, for chaining. Set once, before ours is installed.
+static PREV_SEGV: OnceLock<libc::sigaction> = OnceLock::new();
+static PREV_BUS: OnceLock<libc::sigaction> = OnceLock::new();
+static INSTALL: Once = Once::new();
+static FULL_WARNED: Once = Once::new();
+
+/// Bytes of an alternate signal stack we map ourselves (above its own guard page).
+const ALT_STACK_SIZE: usize = 64 * 1024;
+
+/// A hub's claim on a slot (and on an alternate signal stack, if it had to map one). Dropping it
+/// frees both; it must be dropped on the hub's thread, before the hub's stacks are unmapped.
+pub(crate) struct Registration {
+    slot: Option<usize>,
+    alt: Option<AltStack>,
+}
+
+impl Registration {
+    /// A registration that holds nothing (before `register` ran).
+    pub(crate) fn none() -> Registration {
+        Registration {
+            slot: None,
+            alt: None,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot.take() {
+            SLOTS[i].state.store(FREE, Ordering::Release);
+        }
+        drop(self.alt.take());
+    }
+}
+
+/// Records the guard pages of a hub's two stacks so an overflow into them is reported by name, and
+/// makes sure the process handler and this thread's alternate signal stack exist. Call on the hub's
+/// thread; `current` must stay valid until the registration is dropped.
+pub(crate) fn register(
+    shared: &Stack,
+    hub_stack: &Stack,
+    current: *const Cell<*const Core>,
+) -> Registration {
+    INSTALL.call_once(install_handlers);
+    let alt = match AltStack::ensure() {
+        Ok(alt) => alt,
+        Err(e) => {
+            tracing::warn!(
+                "greenhub: no alternate signal stack for this thread ({e}); a stack overflow here \
+                 will die by SIGSEGV without naming the greenlet"
+            );
+            None
+        }
+    };
+    let slot = SLOTS.iter().position(|s| {
+        s.state
+            .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    });
+    match slot {
+        Some(i) => {
+            let s = &SLOTS[i];
+            let (g, h) = (shared.guard(), hub_stack.guard());
+            s.tid.store(gettid(), Ordering::Relaxed);
+            s.shared_lo.store(g.start, Ordering::Relaxed);
+            s.shared_hi.store(g.end, Ordering::Relaxed);
+            s.shared_kib
+                .store(shared.usable() / 1024, Ordering::Relaxed);
+            s.hub_lo.store(h.start, Ordering::Relaxed);
+            s.hub_hi.store(h.end, Ordering::Relaxed);
+            s.hub_kib
+                .store(hub_stack.usable() / 1024, Ordering::Relaxed);
+            s.current.store(current as usize, Ordering::Relaxed);
+            s.state.store(READY, Ordering::Release);
+        }
+        None => FULL_WARNED.call_once(|| {
+            tracing::warn!(
+                "greenhub: more than {MAX_HUBS} hubs are alive; stack overflows on the extra hubs \
+                 are reported as a plain SIGSEGV"
+            )
+        }),
+    }
+    Registration { slot, alt }
+}
+
+fn gettid() -> i64 {
+    // SAFETY: gettid has no arguments and no memory effects; it is async-signal-safe.
+    i64::from(unsafe { libc::syscall(libc::SYS_gettid) } as i32)
+}
+
+fn install_handlers() {
+    for (sig, prev) in [(libc::SIGSEGV, &PREV_SEGV), (libc::SIGBUS, &PREV_BUS)] {
+        // SAFETY: sigaction with a null new action only reads the current one into `old`, a
+        // zeroed plain-data struct owned by this frame.
+        let mut old: libc::sigaction = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::sigaction(sig, ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        let _ = prev.set(old);
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; we fill it in.
+        let mut new: libc::sigaction = unsafe { mem::zeroed() };
+        new.sa_sigaction = on_fault as *const () as usize;
+        new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `new.sa_mask` is a valid sigset_t owned by this frame.
+        unsafe { libc::sigemptyset(&mut new.sa_mask) };
+        // SAFETY: installs a handler that only performs async-signal-safe operations (see
+        // `on_fault`); `new` is fully initialised.
+        unsafe { libc::sigaction(sig, &new, ptr::null_mut()) };
+    }
+}
+
+/// Which guard page a fault hit.
+enum Hit {
+    /// A worker overflowed the shared stack.
+    Shared { kib: usize, core: *const Core },
+    /// The hub context overflowed its own stack.
+    Hub { kib: usize },
+}
+
+/// Finds the registered guard page of the *faulting* thread containing `addr`. Async-signal-safe.
+fn lookup(addr: usize) -> Option<Hit> {
+    let mut tid = None;
+    for s in &SLOTS {
+        if s.state.load(Ordering::Acquire) != READY {
+            continue;
+        }
+        let in_shared = (s.shared_lo.load(Ordering::Relaxed)..s.shared_hi.load(Ordering::Relaxed))
+            .contains(&addr);
+        let in_hub =
+            (s.hub_lo.load(Ordering::Relaxed)..s.hub_hi.load(Ordering::Relaxed)).contains(&addr);
+        if !in_shared && !in_hub {
+            continue;
+        }
+        if s.tid.load(Ordering::Relaxed) != *tid.get_or_insert_with(gettid) {
+            // Another hub's guard page, touched from this thread: a wild pointer, not an overflow.
+            return None;
+        }
+        if in_hub {
+            return Some(Hit::Hub {
+                kib: s.hub_kib.load(Ordering::Relaxed),
+            });
+        }
+        let cell = s.current.load(Ordering::Relaxed) as *const Cell<*const Core>;
+        // SAFETY: the slot is READY and belongs to this thread, so its hub is alive (the
+        // registration is dropped before the hub's memory is freed) and `cell` points at its
+        // `current` field, last written by this same thread before it switched to the greenlet
+        // that faulted (see the module docs). A volatile read keeps the compiler from assuming
+        // anything about it.
+        let core = unsafe { ptr::read_volatile((*cell).as_ptr()) };
+        return Some(Hit::Shared {
+            kib: s.shared_kib.load(Ordering::Relaxed),
+            core,
+        });
+    }
+    None
+}
+
+/// The `SIGSEGV`/`SIGBUS` handler. Async-signal-safe: see the module docs.
+extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler of SIGSEGV/SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    if let Some(hit) = lookup(addr) {
+        let mut m = Msg::new();
+        m.push(b"\ngreenhub: ");
+        match hit {
+            Hit::Shared { kib, core } if !core.is_null() => {
+                // SAFETY: a non-null `current` names the running greenlet's core, owned by
+                // `Hub::running` while it runs (invariant 9); `id` and `name` never change after
+                // construction, so reading them here races with nothing.
+                let core = unsafe { &*core };
+                m.push(b"greenlet ");
+                m.push_u64(core.id);
+                if let Some(name) = core.name.as_deref() {
+                    m.push(b" (");
+                    m.push_str_trunc(name, 96);
+                    m.push(b")");
+                }
+                m.push(b" overflowed its ");
+                m.push_u64(kib as u64);
+                m.push(b" KiB stack; raise hub::Config::stack_size or GREENHUB_STACK_SIZE");
+            }
+            Hit::Shared { kib, .. } => {
+                m.push(b"a greenlet overflowed the ");
+                m.push_u64(kib as u64);
+                m.push(b" KiB shared stack");
+            }
+            Hit::Hub { kib } => {
+                m.push(b"the hub overflowed its ");
+                m.push_u64(kib as u64);
+                m.push(
+                    b" KiB stack (a hub callback or a destructor the hub runs recursed too deep); \
+                      raise hub::Config::hub_stack_size or GREENHUB_HUB_STACK_SIZE",
+                );
+            }
+        }
+        m.push(b"\nfatal runtime error: stack overflow, aborting\n");
+        m.write_stderr();
+        // SAFETY: abort is async-signal-safe and never returns.
+        unsafe { libc::abort() };
+    }
+    chain(sig, info, ctx);
+}
+
+/// Hands a fault that is not ours to the handler installed before ours.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let prev = if sig == libc::SIGBUS {
+        PREV_BUS.get()
+    } else {
+        PREV_SEGV.get()
+    };
+    let Some(prev) = prev else {
+        return restore_default(sig);
+    };
+    let h = prev.sa_sigaction;
+    if h == libc::SIG_DFL || h == libc::SIG_IGN {
+        // Put the old disposition back and return: the faulting instruction runs again and the
+        // kernel applies it (for a fault that is the default action: the process dies by `sig`).
+        // SAFETY: `prev` is a sigaction read from the kernel in `install_handlers`.
+        unsafe { libc::sigaction(sig, prev, ptr::null_mut()) };
+    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: with SA_SIGINFO the previous handler has this signature; it gets exactly the
+        // arguments the kernel gave us.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { mem::transmute(h) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: without SA_SIGINFO the previous handler takes the signal number only.
+        let f: extern "C" fn(libc::c_int) = unsafe { mem::transmute(h) };
+        f(sig);
+    }
+}
+
+fn restore_default(sig: libc::c_int) {
+    // SAFETY: a zeroed sigaction with SIG_DFL (0) is the default disposition.
+    let mut dfl: libc::sigaction = unsafe { mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: `dfl` is fully initialised.
+    unsafe { libc::sigaction(sig, &dfl, ptr::null_mut()) };
+}
+
+/// A message formatted without allocating, for the signal handler.
+struct Msg {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl Msg {
+    fn new() -> Msg {
+        Msg {
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    /// At most `max` bytes of `s`, cut at a character boundary.
+    fn push_str_trunc(&mut self, s: &str, max: usize) {
+        let mut n = s.len().min(max);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.push(&s.as_bytes()[..n]);
+    }
+
+    fn push_u64(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+
+    fn write_stderr(&self) {
+        let mut done = 0;
+        while done < self.len {
+            // SAFETY: write(2) reads `len - done` initialised bytes of our buffer; async-signal-safe.
+            let n = unsafe {
+                libc::write(
+                    libc::STDERR_FILENO,
+                    self.buf[done..self.len].as_ptr().cast(),
+                    self.len - done,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            done += n as usize;
+        }
+    }
+}
+
+/// An alternate signal stack this module mapped for a thread that had none.
+struct AltStack {
+    base: *mut u8,
+    len: usize,
+}
+
+impl AltStack {
+    /// Maps and installs an alternate signal stack if the calling thread has none.
+    fn ensure() -> io::Result<Option<AltStack>> {
+        // SAFETY: a zeroed stack_t is plain data; sigaltstack with a null new stack only reads.
+        let mut old: libc::stack_t = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::sigaltstack(ptr::null(), &mut old) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if old.ss_flags & libc::SS_DISABLE == 0 {
+            return Ok(None); // Rust's runtime (or the application) gave the thread one
+        }
+        let page = page_size();
+        let len = ALT_STACK_SIZE + page;
+        // SAFETY: a fresh anonymous private mapping aliases nothing; checked for MAP_FAILED.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = base.cast::<u8>();
+        let alt = AltStack { base, len };
+        // SAFETY: the lowest page of our own mapping becomes its guard.
+        if unsafe { libc::mprotect(base.cast(), page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error()); // `alt` unmaps on drop
+        }
+        let new = libc::stack_t {
+            ss_sp: base.wrapping_add(page).cast(),
+            ss_flags: 0,
+            ss_size: ALT_STACK_SIZE,
+        };
+        // SAFETY: `new` describes writable memory we own until `drop` disables it again.
+        if unsafe { libc::sigaltstack(&new, ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(alt))
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        let ours = self.base.wrapping_add(page_size());
+        // SAFETY: reading the current alternate stack into a zeroed plain-data struct.
+        let mut cur: libc::stack_t = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        let ok = unsafe { libc::sigaltstack(ptr::null(), &mut cur) } == 0;
+        if ok && cur.ss_sp.cast::<u8>() == ours {
+            if cur.ss_flags & libc::SS_ONSTACK != 0 {
+                return; // running on it (cannot happen outside a handler): leak rather than free
+            }
+            let off = libc::stack_t {
+                ss_sp: ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disabling the alternate stack of this thread, which is ours.
+            unsafe { libc::sigaltstack(&off, ptr::null_mut()) };
+        }
+        // SAFETY: our own mapping from `ensure`, no longer installed as this thread's signal stack.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
