@@ -29,6 +29,14 @@ use util::*;
 
 const RSS_SLACK: u64 = 8 << 20;
 
+/// RSS and the descriptor count are process-wide: the two soaks must not overlap (plain `cargo
+/// test` runs a binary's tests on several threads).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -52,6 +60,7 @@ fn sizes(release: (usize, usize), debug: (usize, usize)) -> (usize, usize) {
 
 #[test]
 fn a_million_greenlets_in_waves_leave_nothing_behind() {
+    let _serial = one_at_a_time();
     let (waves, per_wave) = sizes((100, 10_000), (20, 5_000));
     // A thread of our own: its hub is fresh and its stats are ours alone.
     std::thread::spawn(move || {
@@ -107,6 +116,7 @@ fn a_million_greenlets_in_waves_leave_nothing_behind() {
 
 #[test]
 fn a_hundred_thousand_connections_in_waves_leave_nothing_behind() {
+    let _serial = one_at_a_time();
     let (waves, per_wave) = sizes((100, 1_000), (20, 500));
     raise_fd_limit();
     std::thread::spawn(move || {
