@@ -121,7 +121,10 @@ fn timeouts_racing_set_leave_no_waiter_behind() {
         }
         let (t, f) = results.get();
         assert_eq!(t + f, 200);
-        assert!(f >= 5, "the zero-timeout waiters time out ({f})");
+        // Waiter 0's deadline (its spawn time) precedes main's 2 ms sleep, and timers fire in
+        // deadline order, so it times out whatever the machine's speed; the other zero-timeout
+        // waiters race set() and may go either way on a slow machine (valgrind, a loaded CI).
+        assert!(f >= 1, "the first zero-timeout waiter times out ({f})");
         assert_eq!(ev.waiters(), 0);
     });
 }
