@@ -56,6 +56,7 @@ use crate::stack::Stack;
 use crate::timer::Timers;
 
 pub use crate::greenlet::{Builder, Greenlet, GreenletError};
+pub use crate::handoff::{handle, Handle, RemoteGreenlet};
 
 /// Why a park ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,8 +181,12 @@ pub(crate) struct Hub {
     waker: Arc<mio::Waker>,
     /// Set by other threads before they use `waker`; tells the loop a poll is worth a syscall.
     remote_pending: Arc<AtomicBool>,
-    /// Sources of events from other threads that may still deliver (handles, pool jobs).
+    /// Sources of events from other threads that may still deliver: live `handoff::Blocker`s
+    /// (greenlets waiting for another thread). Maintained by `handoff`.
     pub(crate) remote_sources: Cell<usize>,
+    /// Cross-thread handoff: the queue other threads push jobs and wake-ups onto, and the slots of
+    /// greenlets waiting for them (src/handoff.rs). Drained by the loop after each poll.
+    pub(crate) remote: crate::handoff::HubRemote,
     /// I/O registrations by mio token.
     pub(crate) io: RefCell<Slab<IoSlot>>,
     /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
@@ -351,6 +356,7 @@ impl Hub {
         let hub_stack = Stack::new(config.hub_stack_size)?;
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let remote_pending = Arc::new(AtomicBool::new(false));
         // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused (invariant 8); its top
         // is page aligned.
         let hub_sp = unsafe { arch::init_frame(hub_stack.top(), hub_entry, 0) };
@@ -374,8 +380,9 @@ impl Hub {
             timers: RefCell::new(Timers::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(1024)),
-            waker,
-            remote_pending: Arc::new(AtomicBool::new(false)),
+            waker: waker.clone(),
+            remote: crate::handoff::HubRemote::new(waker.clone(), remote_pending.clone()),
+            remote_pending,
             remote_sources: Cell::new(0),
             io: RefCell::new(Slab::new()),
             io_waiters: Cell::new(0),
@@ -733,13 +740,19 @@ impl Hub {
                 Some(Duration::ZERO)
             } else if let Some(at) = self.timers.borrow_mut().next_deadline() {
                 Some(at.saturating_duration_since(Instant::now()))
-            } else if self.io_waiters.get() > 0 || self.remote_sources.get() > 0 {
+            } else if self.io_waiters.get() > 0
+                || self.remote_sources.get() > 0
+                // handoff: a message pushed by another thread is on its way
+                || self.remote.has_pending()
+            {
                 None
             } else {
                 self.report_deadlock();
                 continue;
             };
             self.poll_io(timeout);
+            // handoff: run what other threads sent (spawns, wake-ups); one atomic load if nothing.
+            self.remote.drain(self);
             self.fire_timers();
         }
     }

@@ -40,6 +40,7 @@
 )]
 
 mod arch;
+mod handoff;
 mod stack;
 mod timer;
 
@@ -47,6 +48,7 @@ pub mod greenlet;
 pub mod hub;
 pub mod pool;
 pub mod sync;
+pub mod threadpool;
 pub mod timeout;
 
 pub use greenlet::{Greenlet, GreenletError};
