@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::greenlet::{panic_message, GreenletError, KillSignal, Waiter};
+use crate::greenlet::{panic_message, Core, GreenletError, KillSignal, Scope, Waiter};
 use crate::hub::{self, existing_hub, Hub, WaitOn, Wake};
 
 /// A job another thread asks a hub to run on its own stack.
@@ -324,6 +324,31 @@ impl Blocker {
                 }
             },
         }
+    }
+}
+
+impl Blocker {
+    /// Like [`park`](Self::park), but the caller's timeout scopes do not bound this park (they are
+    /// set aside for it and put back after): for waits that have no timeout error to return.
+    pub(crate) fn park_unscoped(&self, on: &'static str, deadline: Option<Instant>) -> Wake {
+        let BlockerKind::Greenlet { hub, .. } = self.kind else {
+            return self.park(on, deadline);
+        };
+        let core = hub.current_core("wait for another thread");
+        let scopes = std::mem::take(&mut *core.scopes.borrow_mut());
+        /// Puts the scopes back however the park ends (a kill unwinds through here).
+        struct Restore<'a>(&'a Core, Option<Vec<Scope>>);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                if let Some(s) = self.1.take() {
+                    let mut mine = self.0.scopes.borrow_mut();
+                    let newer = std::mem::replace(&mut *mine, s);
+                    mine.extend(newer);
+                }
+            }
+        }
+        let _restore = Restore(core, Some(scopes));
+        self.park(on, deadline)
     }
 }
 

@@ -234,7 +234,7 @@ where
         let wake = if honour_scopes {
             blocker.park("a thread pool job", deadline)
         } else {
-            park_unscoped(&blocker, deadline)
+            blocker.park_unscoped("a thread pool job", deadline)
         };
         match wake {
             Wake::Woken => {}
@@ -261,30 +261,6 @@ where
             }
         }
     }
-}
-
-/// Parks without the caller's timeout scopes (set aside for the park, put back after).
-fn park_unscoped(blocker: &Blocker, deadline: Option<Instant>) -> Wake {
-    let Some(hub) = hub::existing_hub() else {
-        return blocker.park("a thread pool job", deadline);
-    };
-    let core = hub.current_core("wait for a thread pool job");
-    let scopes = std::mem::take(&mut *core.scopes.borrow_mut());
-    struct Restore<'a>(
-        &'a crate::greenlet::Core,
-        Option<Vec<crate::greenlet::Scope>>,
-    );
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            if let Some(s) = self.1.take() {
-                let mut mine = self.0.scopes.borrow_mut();
-                let newer = std::mem::replace(&mut *mine, s);
-                mine.extend(newer);
-            }
-        }
-    }
-    let _restore = Restore(core, Some(scopes));
-    blocker.park("a thread pool job", deadline)
 }
 
 /// Runs `f` on a pool thread; only the calling greenlet waits (every other greenlet of its hub
