@@ -47,6 +47,7 @@ mod timer;
 pub mod greenlet;
 pub mod hub;
 pub mod pool;
+pub mod runtime;
 pub mod sync;
 pub mod threadpool;
 pub mod timeout;

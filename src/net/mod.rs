@@ -68,7 +68,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 #[macro_use]
 mod common;
-mod sys;
+pub(crate) mod sys;
 mod tcp;
 mod udp;
 pub mod unix;
