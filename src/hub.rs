@@ -57,6 +57,9 @@ use crate::timer::Timers;
 
 pub use crate::greenlet::{Builder, Greenlet, GreenletError};
 pub use crate::handoff::{handle, Handle, RemoteGreenlet};
+pub use crate::monitor::{
+    enable_monitor, run_info, GreenletInfo, GreenletState, DEFAULT_MAX_BLOCKING_TIME,
+};
 
 /// Why a park ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +190,9 @@ pub(crate) struct Hub {
     /// Cross-thread handoff: the queue other threads push jobs and wake-ups onto, and the slots of
     /// greenlets waiting for them (src/handoff.rs). Drained by the loop after each poll.
     pub(crate) remote: crate::handoff::HubRemote,
+    /// monitor: set when the blocked-hub monitor watches this hub; published to on every switch
+    /// (src/monitor.rs).
+    pub(crate) beacon: std::cell::OnceCell<Arc<crate::monitor::Beacon>>,
     /// I/O registrations by mio token.
     pub(crate) io: RefCell<Slab<IoSlot>>,
     /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
@@ -202,6 +208,8 @@ pub(crate) struct Hub {
 pub struct Config {
     stack_size: usize,
     hub_stack_size: usize,
+    /// monitor: the blocked-hub limit, if the monitor should watch this hub.
+    monitor: Option<Duration>,
 }
 
 impl Default for Config {
@@ -209,6 +217,7 @@ impl Default for Config {
         Config {
             stack_size: env_size("GREENHUB_STACK_SIZE").unwrap_or(DEFAULT_STACK_SIZE),
             hub_stack_size: env_size("GREENHUB_HUB_STACK_SIZE").unwrap_or(DEFAULT_HUB_STACK_SIZE),
+            monitor: None,
         }
     }
 }
@@ -250,6 +259,14 @@ impl Config {
         self
     }
 
+    /// Has the blocked-hub monitor watch this hub: a greenlet that holds the hub longer than
+    /// `limit` without blocking is reported through `tracing::warn!` (see [`enable_monitor`];
+    /// gevent's `max_blocking_time`, default [`DEFAULT_MAX_BLOCKING_TIME`]).
+    pub fn monitor(mut self, limit: Duration) -> Config {
+        self.monitor = Some(limit);
+        self
+    }
+
     /// Creates this thread's hub with these settings.
     ///
     /// # Errors
@@ -262,7 +279,11 @@ impl Config {
                 "this thread already has a greenhub hub",
             ));
         }
-        Hub::install(&self).map(|_| ())
+        Hub::install(&self)?;
+        if let Some(limit) = self.monitor {
+            crate::monitor::enable_monitor(limit);
+        }
+        Ok(())
     }
 }
 
@@ -383,6 +404,7 @@ impl Hub {
             waker: waker.clone(),
             remote: crate::handoff::HubRemote::new(waker.clone(), remote_pending.clone()),
             remote_pending,
+            beacon: std::cell::OnceCell::new(),
             remote_sources: Cell::new(0),
             io: RefCell::new(Slab::new()),
             io_waiters: Cell::new(0),
@@ -686,6 +708,10 @@ impl Hub {
         }
         c.state.set(State::Running);
         let sp = c.sp.get();
+        // monitor: publish who holds the hub (a few relaxed stores; only when monitored).
+        if let Some(b) = self.beacon.get() {
+            b.entering(c);
+        }
         self.running.set(Some(task));
         self.current.set(core);
         add(&self.counters.switches, 1);
@@ -702,6 +728,9 @@ impl Hub {
     /// switched here if it finished.
     #[inline]
     fn entered_hub(&self) {
+        if let Some(b) = self.beacon.get() {
+            b.left(); // monitor: the loop holds the hub again
+        }
         let core = self.current.replace(ptr::null());
         let Some(task) = self.running.take() else {
             return;
@@ -881,6 +910,13 @@ impl Hub {
             }
         }
         self.tearing_down.set(false);
+    }
+
+    /// The main greenlet and every spawned, unfinished worker (for `monitor::run_info`).
+    pub(crate) fn all_tasks(&self) -> Vec<Rc<dyn Task>> {
+        let mut v = vec![self.main.clone()];
+        v.extend(self.live.borrow().iter().map(|(_, t)| t.clone()));
+        v
     }
 
     /// The mio registry, for registering I/O sources with this hub.

@@ -41,6 +41,7 @@
 
 mod arch;
 mod handoff;
+mod monitor;
 mod stack;
 mod timer;
 
