@@ -45,6 +45,7 @@ mod monitor;
 mod stack;
 mod timer;
 
+pub mod fs;
 pub mod greenlet;
 pub mod hub;
 pub mod pool;
