@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server [-- --addr 127.0.0.1:7000] [--heap-buffer]
-//!     [--threads N [--handoff]]
+//!     [--threads N [--reuseport]]
 //! ```
 //!
-//! `--threads N` serves on N hubs (one OS thread each) with `server::MultiServer`: one
-//! `SO_REUSEPORT` listener per hub by default, or with `--handoff` one acceptor handing each
-//! connection to the next hub.
+//! `--threads N` serves on N hubs (one OS thread each) with `server::MultiServer`: one acceptor
+//! handing each connection to the next hub by default, or with `--reuseport` one `SO_REUSEPORT`
+//! listener per hub.
 //!
 //! Each handler reads into a `[u8; 4096]` on its own stack, as natural Rust code would. That
 //! buffer is part of the greenlet's live stack slice, so it is copied whenever the hub switches
@@ -47,7 +47,7 @@ fn main() -> std::io::Result<()> {
     let mut addr = String::from("127.0.0.1:7000");
     let mut heap = false;
     let mut threads: Option<usize> = None;
-    let mut distribution = Distribution::ReusePort;
+    let mut distribution = Distribution::Handoff;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -65,9 +65,10 @@ fn main() -> std::io::Result<()> {
                 )
             }
             "--handoff" => distribution = Distribution::Handoff,
+            "--reuseport" => distribution = Distribution::ReusePort,
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr HOST:PORT] [--heap-buffer] [--threads N [--handoff]]   \
+                    "usage: echo_server [--addr HOST:PORT] [--heap-buffer] [--threads N [--reuseport]]   \
                      (default 127.0.0.1:7000, one hub)"
                 );
                 return Ok(());
