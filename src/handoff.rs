@@ -372,18 +372,20 @@ impl Drop for Blocker {
 /// [`GreenletError::Killed`].
 ///
 /// ```
-/// use greenhub::hub;
+/// use greenhub::{hub, sync::mpmc};
 ///
 /// let (tx, rx) = std::sync::mpsc::channel();
+/// let (stop_tx, stop_rx) = mpmc::bounded::<()>(1);
 /// let t = std::thread::spawn(move || {
 ///     hub::run(move || {
 ///         tx.send(hub::handle()).unwrap();
-///         hub::sleep(std::time::Duration::from_millis(200)); // keep the hub alive a while
+///         let _ = stop_rx.recv(); // keep the hub alive until `stop_tx` is dropped
 ///     })
 /// });
 /// let h = rx.recv().unwrap();
 /// let g = h.spawn(|| 6 * 7);
 /// assert_eq!(g.join().unwrap(), 42); // blocks this thread only
+/// drop(stop_tx);
 /// t.join().unwrap();
 /// ```
 #[derive(Clone)]
