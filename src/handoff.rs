@@ -42,6 +42,7 @@
 #![deny(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
@@ -53,7 +54,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::greenlet::{panic_message, Core, GreenletError, KillSignal, Scope, Waiter};
-use crate::hub::{self, existing_hub, Hub, WaitOn, Wake};
+use crate::hub::{self, existing_hub, Builder, Greenlet, Hub, WaitOn, Wake};
 
 /// A job another thread asks a hub to run on its own stack.
 type Job = Box<dyn FnOnce() + Send>;
@@ -120,6 +121,9 @@ pub(crate) struct HubRemote {
     pub(crate) shared: Arc<Shared>,
     slots: RefCell<Slab<Slot>>,
     next_seq: Cell<u64>,
+    /// Greenlets spawned through a `Handle` and not finished, by remote id: what a remote kill
+    /// looks up. Each entry removes itself when its greenlet ends.
+    spawned: RefCell<HashMap<u64, Greenlet<()>>>,
 }
 
 impl HubRemote {
@@ -137,6 +141,7 @@ impl HubRemote {
             }),
             slots: RefCell::new(Slab::new()),
             next_seq: Cell::new(1),
+            spawned: RefCell::new(HashMap::new()),
         }
     }
 
@@ -183,6 +188,8 @@ impl Drop for HubRemote {
     /// The hub is being torn down: refuse further messages and drop the pending ones (their
     /// destructors report to whoever waits on them).
     fn drop(&mut self) {
+        // Every greenlet is finished or abandoned by now; the handles are plain memory.
+        self.spawned.get_mut().clear();
         let msgs = {
             let mut q = self.shared.lock();
             q.closed = true;
@@ -419,6 +426,25 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_inner(None, f)
+    }
+
+    /// Like [`spawn`](Self::spawn), naming the greenlet (the name shows in diagnostics, the
+    /// monitor's reports and `hub::run_info`).
+    pub fn spawn_named<F, T>(&self, name: impl Into<String>, f: F) -> RemoteGreenlet<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_inner(Some(name.into()), f)
+    }
+
+    fn spawn_inner<F, T>(&self, name: Option<String>, f: F) -> RemoteGreenlet<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let id = NEXT_WAIT.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(JoinSlot {
             state: Mutex::new(JoinState {
                 result: None,
@@ -431,7 +457,22 @@ impl Handle {
         };
         let job: Job = Box::new(move || {
             // Hub context: spawn the greenlet, which starts at the next loop iteration.
-            drop(hub::spawn(move || {
+            let builder = match name {
+                Some(n) => Builder::new().name(n),
+                None => Builder::new(),
+            };
+            let g = builder.spawn(move || {
+                /// Forgets the greenlet's entry however it ends.
+                struct Forget(u64);
+                impl Drop for Forget {
+                    fn drop(&mut self) {
+                        if let Some(hub) = existing_hub() {
+                            let g = hub.remote.spawned.borrow_mut().remove(&self.0);
+                            drop(g);
+                        }
+                    }
+                }
+                let _forget = Forget(id);
                 let completer = completer;
                 match panic::catch_unwind(AssertUnwindSafe(f)) {
                     Ok(v) => completer.complete(Ok(v)),
@@ -441,11 +482,18 @@ impl Handle {
                     }
                     Err(p) => completer.complete(Err(GreenletError::Panicked(p))),
                 }
-            }));
+            });
+            if let Some(hub) = existing_hub() {
+                hub.remote.spawned.borrow_mut().insert(id, g);
+            }
         });
         // Refused (the hub is gone): dropping the job drops the completer, which reports Killed.
         drop(self.shared.push(Msg::Run(job)));
-        RemoteGreenlet { slot }
+        RemoteGreenlet {
+            slot,
+            id,
+            hub: self.shared.clone(),
+        }
     }
 
     /// Runs `f` on the hub's own stack at its next loop iteration (like [`hub::run_callback`],
@@ -530,6 +578,9 @@ static NEXT_WAIT: AtomicU64 = AtomicU64::new(1);
 /// greenlet.
 pub struct RemoteGreenlet<T> {
     slot: Arc<JoinSlot<T>>,
+    /// Key in the hub's `HubRemote::spawned`.
+    id: u64,
+    hub: Arc<Shared>,
 }
 
 impl<T> fmt::Debug for RemoteGreenlet<T> {
@@ -545,6 +596,22 @@ impl<T> RemoteGreenlet<T> {
     pub fn is_finished(&self) -> bool {
         let st = self.slot.lock();
         st.result.is_some() || st.taken
+    }
+
+    /// Asks the greenlet's hub to kill it (gevent's `kill(block=False)`) and returns at once;
+    /// [`join`](Self::join) then waits for it to finish unwinding and reports
+    /// [`GreenletError::Killed`] (unless it finished first). A greenlet not yet started is
+    /// dropped without running.
+    pub fn kill(&self) {
+        let id = self.id;
+        let _ = self.hub.push(Msg::Run(Box::new(move || {
+            if let Some(hub) = existing_hub() {
+                let g = hub.remote.spawned.borrow_mut().remove(&id);
+                if let Some(g) = g {
+                    g.kill_nowait();
+                }
+            }
+        })));
     }
 
     /// Waits until the greenlet finishes; returns its value.

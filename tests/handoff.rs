@@ -179,3 +179,48 @@ fn a_main_greenlet_waiting_on_a_remote_join_is_not_a_deadlock() {
     drop(stop);
     t.join().unwrap();
 }
+
+#[test]
+fn a_remote_kill_unwinds_the_greenlet_and_join_reports_it() {
+    let (h, stop, t) = hub_thread();
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (started_tx, started_rx) = mpsc::channel();
+    let f = Flag(dropped.clone());
+    let g = h.spawn(move || {
+        let _f = f;
+        started_tx.send(()).unwrap();
+        hub::sleep(Duration::from_secs(3600));
+    });
+    started_rx.recv().unwrap();
+    g.kill();
+    assert!(matches!(g.join(), Err(GreenletError::Killed)));
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    // Killing a finished greenlet does nothing.
+    let done = h.spawn(|| 3);
+    while !done.is_finished() {
+        thread::sleep(Duration::from_millis(1));
+    }
+    done.kill();
+    assert_eq!(done.join().unwrap(), 3);
+    drop(stop);
+    t.join().unwrap();
+}
+
+#[test]
+fn spawn_named_names_the_greenlet() {
+    let (h, stop, t) = hub_thread();
+    let g = h.spawn_named("remote-worker", || {
+        hub::run_info()
+            .iter()
+            .any(|i| i.name.as_deref() == Some("remote-worker"))
+    });
+    assert!(g.join().unwrap());
+    drop(stop);
+    t.join().unwrap();
+}
