@@ -207,3 +207,44 @@ fn ends_are_send_and_sync() {
     check::<mpmc::Sender<String>>();
     check::<mpmc::Receiver<String>>();
 }
+
+#[test]
+fn greenlets_of_one_hub_ping_pong_through_mpmc() {
+    let (a_tx, a_rx) = mpmc::bounded::<u32>(1);
+    let (b_tx, b_rx) = mpmc::bounded::<u32>(1);
+    let last = hub::run(move || {
+        let pong = hub::spawn(move || {
+            while let Ok(v) = a_rx.recv() {
+                if b_tx.send(v + 1).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut v = 0;
+        for _ in 0..10_000 {
+            a_tx.send(v).unwrap();
+            v = b_rx.recv().unwrap();
+        }
+        drop(a_tx);
+        pong.join().unwrap();
+        v
+    });
+    assert_eq!(last, 10_000);
+}
+
+#[test]
+fn a_notified_receiver_killed_before_it_runs_passes_the_value_on() {
+    let (tx, rx) = mpmc::unbounded::<u32>();
+    let got = hub::run(move || {
+        let rx_a = rx.clone();
+        let a = hub::spawn(move || rx_a.recv());
+        let b = hub::spawn(move || rx.recv());
+        hub::yield_now(); // both park, A first in the wait list
+        tx.send(42).unwrap(); // notifies A (same hub: woken at once, not yet run)
+        a.kill(); // A unwinds without taking the value: the notification must go on to B
+        assert!(a.join().is_err());
+        b.join_timeout(Duration::from_secs(5))
+            .expect("B was never told about the value")
+    });
+    assert_eq!(got, Ok(42));
+}
