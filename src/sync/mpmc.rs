@@ -50,6 +50,14 @@
 //! return the disconnection error.
 //!
 //! Zero-capacity (rendezvous) channels are not offered: `bounded(0)` panics.
+//!
+//! # Deadlock detection
+//!
+//! A greenlet parked on one of these channels waits for "something from another thread", which
+//! the hub cannot see: such a wait keeps the hub polling instead of being reported as "would block
+//! forever". A cycle through mpmc channels inside one hub therefore hangs rather than panics;
+//! use the hub-local [`Channel`](crate::sync::Channel) / [`Queue`](crate::sync::Queue) between
+//! greenlets of one hub.
 
 use std::collections::VecDeque;
 use std::fmt;
