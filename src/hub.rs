@@ -815,7 +815,7 @@ impl Hub {
         let io = self.io.borrow();
         for ev in events.iter() {
             if ev.token() == WAKER_TOKEN {
-                continue; // remote work is collected by its owner's callback
+                continue; // the loop drains the remote queue right after this poll (handoff)
             }
             let Some(slot) = io.get(ev.token().0) else {
                 continue;
