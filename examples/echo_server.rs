@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server [-- --addr 127.0.0.1:7000] [--heap-buffer]
+//!     [--threads N [--reuseport]]
 //! ```
+//!
+//! `--threads N` serves on N hubs (one OS thread each) with `server::MultiServer`: one acceptor
+//! handing each connection to the next hub by default, or with `--reuseport` one `SO_REUSEPORT`
+//! listener per hub.
 //!
 //! Each handler reads into a `[u8; 4096]` on its own stack, as natural Rust code would. That
 //! buffer is part of the greenlet's live stack slice, so it is copied whenever the hub switches
@@ -11,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use greenhub::net::TcpStream;
-use greenhub::server::StreamServer;
+use greenhub::server::{Distribution, MultiServer, StreamServer};
 
 fn handle(mut stream: TcpStream, _peer: SocketAddr) {
     let mut buf = [0u8; 4096];
@@ -41,6 +46,8 @@ fn echo(stream: &mut TcpStream, buf: &mut [u8]) {
 fn main() -> std::io::Result<()> {
     let mut addr = String::from("127.0.0.1:7000");
     let mut heap = false;
+    let mut threads: Option<usize> = None;
+    let mut distribution = Distribution::Handoff;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -50,12 +57,37 @@ fn main() -> std::io::Result<()> {
                     .expect("--addr needs a value, e.g. 0.0.0.0:7000")
             }
             "--heap-buffer" => heap = true,
+            "--threads" => {
+                threads = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .expect("--threads needs a number"),
+                )
+            }
+            "--handoff" => distribution = Distribution::Handoff,
+            "--reuseport" => distribution = Distribution::ReusePort,
             "-h" | "--help" => {
-                println!("usage: echo_server [--addr HOST:PORT] [--heap-buffer]   (default 127.0.0.1:7000)");
+                println!(
+                    "usage: echo_server [--addr HOST:PORT] [--heap-buffer] [--threads N [--reuseport]]   \
+                     (default 127.0.0.1:7000, one hub)"
+                );
                 return Ok(());
             }
             other => panic!("unknown argument {other:?}; try --help"),
         }
+    }
+    if let Some(n) = threads {
+        let builder = MultiServer::builder().threads(n).distribution(distribution);
+        let server = if heap {
+            builder.bind(addr.as_str(), handle_heap)?
+        } else {
+            builder.bind(addr.as_str(), handle)?
+        };
+        println!(
+            "echo server listening on {} with {n} hubs ({distribution:?})",
+            server.local_addr()
+        );
+        return server.serve_forever();
     }
     let server = if heap {
         StreamServer::bind(addr.as_str(), handle_heap)?

@@ -56,6 +56,10 @@ use crate::stack::Stack;
 use crate::timer::Timers;
 
 pub use crate::greenlet::{Builder, Greenlet, GreenletError};
+pub use crate::handoff::{handle, Handle, RemoteGreenlet};
+pub use crate::monitor::{
+    enable_monitor, run_info, GreenletInfo, GreenletState, DEFAULT_MAX_BLOCKING_TIME,
+};
 
 /// Why a park ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,8 +187,15 @@ pub(crate) struct Hub {
     waker: Arc<mio::Waker>,
     /// Set by other threads before they use `waker`; tells the loop a poll is worth a syscall.
     remote_pending: Arc<AtomicBool>,
-    /// Sources of events from other threads that may still deliver (handles, pool jobs).
+    /// Sources of events from other threads that may still deliver: live `handoff::Blocker`s
+    /// (greenlets waiting for another thread). Maintained by `handoff`.
     pub(crate) remote_sources: Cell<usize>,
+    /// Cross-thread handoff: the queue other threads push jobs and wake-ups onto, and the slots of
+    /// greenlets waiting for them (src/handoff.rs). Drained by the loop after each poll.
+    pub(crate) remote: crate::handoff::HubRemote,
+    /// monitor: set when the blocked-hub monitor watches this hub; published to on every switch
+    /// (src/monitor.rs).
+    pub(crate) beacon: std::cell::OnceCell<Arc<crate::monitor::Beacon>>,
     /// I/O registrations by mio token.
     pub(crate) io: RefCell<Slab<IoSlot>>,
     /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
@@ -200,6 +211,8 @@ pub(crate) struct Hub {
 pub struct Config {
     stack_size: usize,
     hub_stack_size: usize,
+    /// monitor: the blocked-hub limit, if the monitor should watch this hub.
+    monitor: Option<Duration>,
 }
 
 impl Default for Config {
@@ -207,6 +220,7 @@ impl Default for Config {
         Config {
             stack_size: env_size("GREENHUB_STACK_SIZE").unwrap_or(DEFAULT_STACK_SIZE),
             hub_stack_size: env_size("GREENHUB_HUB_STACK_SIZE").unwrap_or(DEFAULT_HUB_STACK_SIZE),
+            monitor: None,
         }
     }
 }
@@ -248,6 +262,14 @@ impl Config {
         self
     }
 
+    /// Has the blocked-hub monitor watch this hub: a greenlet that holds the hub longer than
+    /// `limit` without blocking is reported through `tracing::warn!` (see [`enable_monitor`];
+    /// gevent's `max_blocking_time`, default [`DEFAULT_MAX_BLOCKING_TIME`]).
+    pub fn monitor(mut self, limit: Duration) -> Config {
+        self.monitor = Some(limit);
+        self
+    }
+
     /// Creates this thread's hub with these settings.
     ///
     /// # Errors
@@ -260,7 +282,11 @@ impl Config {
                 "this thread already has a greenhub hub",
             ));
         }
-        Hub::install(&self).map(|_| ())
+        Hub::install(&self)?;
+        if let Some(limit) = self.monitor {
+            crate::monitor::enable_monitor(limit);
+        }
+        Ok(())
     }
 }
 
@@ -354,6 +380,7 @@ impl Hub {
         let hub_stack = Stack::new(config.hub_stack_size)?;
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let remote_pending = Arc::new(AtomicBool::new(false));
         // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused (invariant 8); its top
         // is page aligned.
         let hub_sp = unsafe { arch::init_frame(hub_stack.top(), hub_entry, 0) };
@@ -378,8 +405,10 @@ impl Hub {
             timers: RefCell::new(Timers::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(1024)),
-            waker,
-            remote_pending: Arc::new(AtomicBool::new(false)),
+            waker: waker.clone(),
+            remote: crate::handoff::HubRemote::new(waker.clone(), remote_pending.clone()),
+            remote_pending,
+            beacon: std::cell::OnceCell::new(),
             remote_sources: Cell::new(0),
             io: RefCell::new(Slab::new()),
             io_waiters: Cell::new(0),
@@ -701,6 +730,10 @@ impl Hub {
         }
         c.state.set(State::Running);
         let sp = c.sp.get();
+        // monitor: publish who holds the hub (a few relaxed stores; only when monitored).
+        if let Some(b) = self.beacon.get() {
+            b.entering(c);
+        }
         self.running.set(Some(task));
         self.current.set(core);
         add(&self.counters.switches, 1);
@@ -717,6 +750,9 @@ impl Hub {
     /// switched here if it finished.
     #[inline]
     fn entered_hub(&self) {
+        if let Some(b) = self.beacon.get() {
+            b.left(); // monitor: the loop holds the hub again
+        }
         let core = self.current.replace(ptr::null());
         let Some(task) = self.running.take() else {
             return;
@@ -755,13 +791,19 @@ impl Hub {
                 Some(Duration::ZERO)
             } else if let Some(at) = self.timers.borrow_mut().next_deadline() {
                 Some(at.saturating_duration_since(Instant::now()))
-            } else if self.io_waiters.get() > 0 || self.remote_sources.get() > 0 {
+            } else if self.io_waiters.get() > 0
+                || self.remote_sources.get() > 0
+                // handoff: a message pushed by another thread is on its way
+                || self.remote.has_pending()
+            {
                 None
             } else {
                 self.report_deadlock();
                 continue;
             };
             self.poll_io(timeout);
+            // handoff: run what other threads sent (spawns, wake-ups); one atomic load if nothing.
+            self.remote.drain(self);
             self.fire_timers();
         }
     }
@@ -795,7 +837,7 @@ impl Hub {
         let io = self.io.borrow();
         for ev in events.iter() {
             if ev.token() == WAKER_TOKEN {
-                continue; // remote work is collected by its owner's callback
+                continue; // the loop drains the remote queue right after this poll (handoff)
             }
             let Some(slot) = io.get(ev.token().0) else {
                 continue;
@@ -890,6 +932,13 @@ impl Hub {
             }
         }
         self.tearing_down.set(false);
+    }
+
+    /// The main greenlet and every spawned, unfinished worker (for `monitor::run_info`).
+    pub(crate) fn all_tasks(&self) -> Vec<Rc<dyn Task>> {
+        let mut v = vec![self.main.clone()];
+        v.extend(self.live.borrow().iter().map(|(_, t)| t.clone()));
+        v
     }
 
     /// The mio registry, for registering I/O sources with this hub.

@@ -40,15 +40,20 @@
 )]
 
 mod arch;
+mod handoff;
+mod monitor;
 mod overflow;
 mod stack;
 mod timer;
 mod valgrind;
 
+pub mod fs;
 pub mod greenlet;
 pub mod hub;
 pub mod pool;
+pub mod runtime;
 pub mod sync;
+pub mod threadpool;
 pub mod timeout;
 
 pub use greenlet::{Greenlet, GreenletError};

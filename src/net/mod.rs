@@ -65,13 +65,10 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::time::{Duration, Instant};
-
-use crate::hub::{current_hub, WaitOn, Wake};
 
 #[macro_use]
 mod common;
-mod sys;
+pub(crate) mod sys;
 mod tcp;
 mod udp;
 pub mod unix;
@@ -179,46 +176,24 @@ pub(crate) fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Vec<Soc
     }
 }
 
-/// Runs a blocking `getaddrinfo` on a fresh thread and parks until it answers.
-///
-/// The waiting greenlet polls the answer channel between short sleeps (1 ms, doubling to 20 ms)
-/// rather than being woken by the resolver thread: the hub has no cross-thread wake-up for
-/// individual greenlets yet. Once `hub::Handle` / the thread pool land, this should become
-/// `threadpool::unblock` and lose the polling.
+/// Runs a blocking `getaddrinfo` on the thread pool (`threadpool`); only the calling greenlet
+/// waits, woken by the pool thread when the answer is in. An enclosing timeout scope ends the
+/// wait with `TimedOut` (the lookup finishes unobserved). Outside any hub it runs inline.
 fn lookup<I>(f: impl FnOnce() -> io::Result<I> + Send + 'static) -> io::Result<Vec<SocketAddr>>
 where
     I: Iterator<Item = SocketAddr>,
 {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::Builder::new()
-        .name("greenhub-resolver".into())
-        .spawn(move || {
-            let _ = tx.send(f().map(Iterator::collect::<Vec<_>>));
-        })?;
-    let hub = current_hub();
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        match rx.try_recv() {
-            Ok(r) => return r,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return Err(io::Error::other("greenhub: the resolver thread died"))
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        match hub.park(
-            WaitOn::Sync("a host name lookup"),
-            Some(Instant::now() + backoff),
-        ) {
-            Wake::TimedOut | Wake::Woken => {}
-            Wake::ScopeExpired => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "an enclosing greenhub timeout expired during a host name lookup",
-                ))
-            }
-            Wake::Killed | Wake::Deadlock => return Err(crate::reactor::killed()),
-        }
-        backoff = (backoff * 2).min(Duration::from_millis(20));
+    let f = move || f().map(Iterator::collect::<Vec<_>>);
+    if crate::hub::existing_hub().is_none() {
+        return f();
+    }
+    match crate::threadpool::run_parked(f, None, true) {
+        Ok(Ok(r)) => r,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "an enclosing greenhub timeout expired during a host name lookup",
+        )),
     }
 }
 

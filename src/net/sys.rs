@@ -8,7 +8,7 @@
 #![allow(unsafe_code)] // raw socket syscalls; each block says why it is sound
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// Suppresses SIGPIPE per call where the platform can (elsewhere the process-wide ignore that
 /// Rust's runtime installs is what protects us).
@@ -69,4 +69,77 @@ pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
     // SAFETY: plain syscall on a borrowed (so open) descriptor; no memory is passed.
     let r = unsafe { libc::listen(fd.as_raw_fd(), backlog) };
     check(r as isize).map(drop)
+}
+
+/// A TCP listener bound to `addr` with `SO_REUSEADDR` and `SO_REUSEPORT` set before `bind`, so
+/// several listeners (one per hub) can share the port and the kernel spreads connections over
+/// them. Blocking mode, close-on-exec, backlog 1024.
+pub(crate) fn reuseport_listener(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain syscall with integer arguments; returns a fresh descriptor or -1.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd as isize)?;
+    // SAFETY: `fd` was just returned by socket() and nothing else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+        // SAFETY: `one` is a live c_int for the call and the length says so; `owned` keeps the
+        // descriptor open.
+        let r = unsafe {
+            libc::setsockopt(
+                owned.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        check(r as isize)?;
+    }
+    let r = match addr {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in is plain integers; all-zero is valid (then filled in).
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = a.port().to_be();
+            sa.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            };
+            // SAFETY: `sa` is a valid sockaddr_in for the call and the length matches it.
+            unsafe {
+                libc::bind(
+                    owned.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        std::net::SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_in6 is plain integers; all-zero is valid (then filled in).
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_port = a.port().to_be();
+            sa.sin6_flowinfo = a.flowinfo();
+            sa.sin6_scope_id = a.scope_id();
+            sa.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            // SAFETY: `sa` is a valid sockaddr_in6 for the call and the length matches it.
+            unsafe {
+                libc::bind(
+                    owned.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    check(r as isize)?;
+    listen(owned.as_fd(), 1024)?;
+    Ok(std::net::TcpListener::from(owned))
 }

@@ -34,7 +34,8 @@
 //! A hub runs one greenlet at a time and switches only at blocking points, so these primitives need
 //! no atomics: they are built from `Cell` and `RefCell`, and they are `!Send` and `!Sync` — the
 //! compiler, not documentation, keeps them on their hub's thread. Share them between greenlets with
-//! `Rc`. To talk to another thread, use a cross-thread channel instead.
+//! `Rc`. To talk to another thread, use the cross-thread channels of [`mpmc`] instead (the one
+//! module here whose types are `Send`).
 //!
 //! ```compile_fail
 //! let ev = greenhub::sync::Event::new();
@@ -58,6 +59,7 @@ use std::io;
 
 mod async_result;
 mod event;
+pub mod mpmc;
 mod mutex;
 mod queue;
 mod rwlock;
