@@ -121,6 +121,9 @@ pub struct Stats {
     pub ticks: u64,
     /// Calls to `epoll_wait` (or its equivalent).
     pub polls: u64,
+    /// Slice saves by size: entry `k` counts saves of `2^k ..= 2^(k+1) - 1` bytes (entry 0 also
+    /// counts empty ones, the last everything from 32 KiB up).
+    pub slice_size_histogram: [u64; 16],
 }
 
 /// Ready greenlets resumed per loop iteration before I/O and timers get their turn.
@@ -648,6 +651,7 @@ impl Hub {
             // the shared stack, and we run on the hub's stack (invariants 1 and 8).
             let n = unsafe { oc.slice.borrow_mut().save(oc.sp.get(), top) };
             add(&self.counters.slice_saves, 1);
+            add(&self.counters.slice_sizes[size_bucket(n)], 1);
             add(&self.counters.bytes_copied, n as u64);
         }
         if core.started.get() {
@@ -889,6 +893,7 @@ impl Hub {
             slice_bytes_reserved: 0,
             ticks: c.ticks.get(),
             polls: c.polls.get(),
+            slice_size_histogram: std::array::from_fn(|k| c.slice_sizes[k].get()),
         };
         s.slice_bytes_reserved = self
             .live
@@ -920,6 +925,13 @@ struct Counters {
     finished: Cell<u64>,
     ticks: Cell<u64>,
     polls: Cell<u64>,
+    slice_sizes: [Cell<u64>; 16],
+}
+
+/// The `slice_size_histogram` entry for a save of `n` bytes: floor(log2 n), capped at 15.
+#[inline(always)]
+fn size_bucket(n: usize) -> usize {
+    (usize::BITS - 1).saturating_sub(n.leading_zeros()).min(15) as usize
 }
 
 #[inline(always)]
