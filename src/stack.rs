@@ -136,9 +136,11 @@ impl Slice {
         let n = top as usize - sp as usize;
         self.bytes.clear();
         if self.bytes.capacity() < n {
-            // Grow to the next power of two so a slowly deepening worker does not reallocate on
-            // every eviction.
-            self.bytes.reserve_exact(n.next_power_of_two());
+            // The first save reserves exactly the slice (most workers park at the same depth
+            // every time, and rounding up to a power of two wasted up to half of every idle
+            // greenlet's memory); a worker that deepens later grows by doubling (Vec's amortized
+            // growth), so it does not reallocate on every eviction.
+            self.bytes.reserve(n);
         } else if self.bytes.capacity() > SHRINK_FLOOR && self.bytes.capacity() / 4 > n {
             self.bytes.shrink_to(n);
         }
