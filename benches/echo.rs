@@ -124,12 +124,26 @@ struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: thread::JoinHandle<Option<greenhub::hub::Stats>>,
+    /// greenhub only: a control connection to the server's main greenlet. `S` snapshots
+    /// `hub::stats()`, `E` snapshots again and returns the difference (the measured window's
+    /// counters), `Q` stops the server.
+    control: Option<StdStream>,
 }
 
 impl Server {
-    fn stop(self) -> Option<greenhub::hub::Stats> {
+    fn command(&mut self, c: u8) {
+        if let Some(s) = &mut self.control {
+            s.write_all(&[c]).unwrap();
+        }
+    }
+
+    fn stop(mut self) -> Option<greenhub::hub::Stats> {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = StdStream::connect(self.addr);
+        if self.control.is_some() {
+            self.command(b'Q');
+        } else {
+            let _ = StdStream::connect(self.addr);
+        }
         self.thread.join().expect("server thread panicked")
     }
 }
@@ -146,47 +160,47 @@ fn spawn_server(
         .name(name.into())
         .spawn(move || body(l, s))
         .unwrap();
-    Server { addr, stop, thread }
+    Server {
+        addr,
+        stop,
+        thread,
+        control: None,
+    }
 }
 
 fn greenhub_server(heap_buffer: bool) -> Server {
     use greenhub::server::StreamServer;
-    use greenhub::sync::Event;
-    use std::rc::Rc;
-    spawn_server("greenhub", move |l, stop| {
+    let control = StdListener::bind("127.0.0.1:0").unwrap();
+    let control_addr = control.local_addr().unwrap();
+    let mut server = spawn_server("greenhub", move |l, _stop| {
         greenhub::hub::run(move || {
-            let before = greenhub::hub::stats();
-            let done = Rc::new(Event::new());
-            let d = done.clone();
-            let handler = move |mut s: greenhub::net::TcpStream, _| {
-                if stop.load(Ordering::SeqCst) {
-                    d.set();
-                    return;
-                }
+            let handler = move |s: greenhub::net::TcpStream, _| {
                 if heap_buffer {
-                    let mut buf = vec![0u8; BUF];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 || s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
+                    greenhub_echo_heap(s)
                 } else {
-                    let mut buf = [0u8; BUF];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 || s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
+                    greenhub_echo_stack(s)
                 }
             };
             let srv = StreamServer::new(greenhub::net::TcpListener::from(l), handler).unwrap();
             srv.start().unwrap();
-            done.wait().unwrap();
+            let control = greenhub::net::TcpListener::from(control);
+            let (mut c, _) = control.accept().unwrap();
+            let mut before = greenhub::hub::stats();
+            let mut window = None;
+            let mut cmd = [0u8; 1];
+            while c.read_exact(&mut cmd).is_ok() {
+                match cmd[0] {
+                    b'S' => before = greenhub::hub::stats(),
+                    b'E' => window = Some(stats_delta(&before, &greenhub::hub::stats())),
+                    _ => break,
+                }
+            }
             srv.stop(Duration::ZERO);
-            let after = greenhub::hub::stats();
-            Some(stats_delta(&before, &after))
+            window
         })
-    })
+    });
+    server.control = Some(StdStream::connect(control_addr).unwrap());
+    server
 }
 
 fn stats_delta(a: &greenhub::hub::Stats, b: &greenhub::hub::Stats) -> greenhub::hub::Stats {
@@ -581,7 +595,7 @@ struct CellRun {
 }
 
 fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration) -> CellRun {
-    let server = start_peer(peer);
+    let mut server = start_peer(peer);
     let spec = format!(
         "{};{};{};{};{}",
         server.addr,
@@ -603,8 +617,14 @@ fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration
     for line in lines.by_ref() {
         let line = line.unwrap();
         match line.split_whitespace().next() {
-            Some("START") => cpu0 = process_cpu_ns(),
-            Some("STOP") => cpu1 = process_cpu_ns(),
+            Some("START") => {
+                cpu0 = process_cpu_ns();
+                server.command(b'S');
+            }
+            Some("STOP") => {
+                cpu1 = process_cpu_ns();
+                server.command(b'E');
+            }
             Some("RESULT") => result = Some(line),
             _ => {}
         }
@@ -617,7 +637,7 @@ fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration
         .skip(1)
         .map(|x| x.parse().unwrap())
         .collect();
-    let (warm_rts, rts, ns) = (f[0], f[1], f[2]);
+    let (rts, ns) = (f[1], f[2]);
     CellRun {
         sample: Sample {
             rts_per_s: rts / (ns / 1e9),
@@ -626,7 +646,7 @@ fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration
             p99_us: f[4] / 1e3,
             p999_us: f[5] / 1e3,
         },
-        total_rts: (warm_rts + rts) as u64,
+        total_rts: rts as u64,
         stats,
     }
 }
@@ -711,7 +731,7 @@ fn main() {
     );
     // results[(size, conns, peer)] = samples
     let mut results: HashMap<(usize, usize, String), Vec<Sample>> = HashMap::new();
-    let mut copies: HashMap<(usize, usize), Vec<(u64, greenhub::hub::Stats)>> = HashMap::new();
+    let mut copies: Copies = HashMap::new();
     for &size in &sizes {
         for &n in &conns {
             for round in 0..rounds {
@@ -728,10 +748,11 @@ fn main() {
                          µs/rt p50 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} µs",
                         s.rts_per_s, s.cpu_us_per_rt, s.p50_us, s.p99_us, s.p999_us
                     );
-                    if peer == "greenhub-stack" {
-                        if let Some(st) = r.stats {
-                            copies.entry((size, n)).or_default().push((r.total_rts, st));
-                        }
+                    if let Some(st) = r.stats {
+                        copies
+                            .entry((size, n, peer.clone()))
+                            .or_default()
+                            .push((r.total_rts, st));
                     }
                     results.entry((size, n, peer.clone())).or_default().push(s);
                 }
@@ -741,9 +762,12 @@ fn main() {
     print_tables(&results, &copies, &sizes, &conns, &peers);
 }
 
+/// hub::stats() of the measured windows, by (size, conns, peer): (round trips, counters) per round.
+type Copies = HashMap<(usize, usize, String), Vec<(u64, greenhub::hub::Stats)>>;
+
 fn print_tables(
     results: &HashMap<(usize, usize, String), Vec<Sample>>,
-    copies: &HashMap<(usize, usize), Vec<(u64, greenhub::hub::Stats)>>,
+    copies: &Copies,
     sizes: &[usize],
     conns: &[usize],
     peers: &[String],
@@ -784,10 +808,13 @@ fn print_tables(
             }
         }
     }
-    out += "\n### Stack bytes copied by greenhub-stack (hub::stats() over the whole cell, warm-up included)\n\n| size | conns | round trips | switches/rt | slice saves/rt | avg slice B | bytes copied/rt | polls/rt | slice saves by size (2^k ≤ B < 2^(k+1): count) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    out += "\n### Stack bytes copied by greenhub (hub::stats() over the measured windows of all rounds)\n\n| size | conns | server | round trips | switches/rt | slice saves/rt | avg slice B | bytes copied/rt | polls/rt | slice saves by size (2^k ≤ B < 2^(k+1): count) |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n";
     for &size in sizes {
-        for &n in conns {
-            let Some(v) = copies.get(&(size, n)) else {
+        for (&n, peer) in conns
+            .iter()
+            .flat_map(|n| ["greenhub-stack", "greenhub-heap"].map(move |p| (n, p)))
+        {
+            let Some(v) = copies.get(&(size, n, peer.to_string())) else {
                 continue;
             };
             // Sum over rounds.
@@ -817,7 +844,7 @@ fn print_tables(
                 .map(|(k, c)| format!("2^{k}: {c}"))
                 .collect();
             out += &format!(
-                "| {size} | {n} | {rts} | {:.2} | {:.3} | {:.0} | {:.0} | {:.3} | {} |\n",
+                "| {size} | {n} | {peer} | {rts} | {:.2} | {:.3} | {:.0} | {:.0} | {:.3} | {} |\n",
                 st.switches as f64 / rt,
                 st.slice_saves as f64 / rt,
                 st.bytes_copied as f64 / (st.slice_saves + st.slice_restores).max(1) as f64,
@@ -828,4 +855,27 @@ fn print_tables(
         }
     }
     println!("{out}");
+}
+
+/// The natural handler: a 4 KiB buffer on the greenlet's stack. Its own function (never inlined)
+/// so the heap variant's frame does not reserve the array too.
+#[inline(never)]
+fn greenhub_echo_stack(mut s: greenhub::net::TcpStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 || s.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// The same with the buffer on the heap, allocated once per connection.
+#[inline(never)]
+fn greenhub_echo_heap(mut s: greenhub::net::TcpStream) {
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 || s.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
 }
