@@ -591,6 +591,8 @@ struct Sample {
 struct CellRun {
     sample: Sample,
     total_rts: u64,
+    /// Round trips including the warm-up (for instruction counts per round trip).
+    all_rts: u64,
     stats: Option<greenhub::hub::Stats>,
 }
 
@@ -637,7 +639,7 @@ fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration
         .skip(1)
         .map(|x| x.parse().unwrap())
         .collect();
-    let (rts, ns) = (f[1], f[2]);
+    let (warm_rts, rts, ns) = (f[0], f[1], f[2]);
     CellRun {
         sample: Sample {
             rts_per_s: rts / (ns / 1e9),
@@ -647,6 +649,7 @@ fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration
             p999_us: f[5] / 1e3,
         },
         total_rts: rts as u64,
+        all_rts: (warm_rts + rts) as u64,
         stats,
     }
 }
@@ -745,8 +748,8 @@ fn main() {
                     let s = r.sample;
                     eprintln!(
                         "  {size:>5} B {n:>6} conns round {round} {peer:<15} {:>9.0} rt/s {:>7.2} \
-                         µs/rt p50 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} µs",
-                        s.rts_per_s, s.cpu_us_per_rt, s.p50_us, s.p99_us, s.p999_us
+                         µs/rt p50 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} µs ({} rt with warm-up)",
+                        s.rts_per_s, s.cpu_us_per_rt, s.p50_us, s.p99_us, s.p999_us, r.all_rts
                     );
                     if let Some(st) = r.stats {
                         copies
@@ -759,6 +762,15 @@ fn main() {
             }
         }
     }
+    // Servers that linger (may's global worker) must not bill the others: show what the process
+    // burns while idle.
+    let c0 = process_cpu_ns();
+    thread::sleep(Duration::from_secs(1));
+    eprintln!(
+        "echo: this process used {:.1} ms of CPU in 1 s idle after the run (background cost of \
+         lingering runtimes; it is included in every window)",
+        (process_cpu_ns() - c0) as f64 / 1e6
+    );
     print_tables(&results, &copies, &sizes, &conns, &peers);
 }
 
