@@ -141,6 +141,11 @@ const KILL_ROUNDS: usize = 64;
 pub(crate) struct IoSlot {
     pub(crate) readable: Cell<bool>,
     pub(crate) writable: Cell<bool>,
+    /// The read half hung up or the socket errored: final (no edge will follow), so a read must
+    /// always try the syscall (see `Registered::stream_io`).
+    pub(crate) read_closed: Cell<bool>,
+    /// The same for the write half.
+    pub(crate) write_closed: Cell<bool>,
     pub(crate) readers: RefCell<Vec<Waiter>>,
     pub(crate) writers: RefCell<Vec<Waiter>>,
 }
@@ -782,6 +787,12 @@ impl Hub {
             let Some(slot) = io.get(ev.token().0) else {
                 continue;
             };
+            if ev.is_read_closed() || ev.is_error() {
+                slot.read_closed.set(true);
+            }
+            if ev.is_write_closed() || ev.is_error() {
+                slot.write_closed.set(true);
+            }
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                 slot.readable.set(true);
                 for w in slot.readers.borrow_mut().drain(..) {
