@@ -347,7 +347,7 @@ fn mio_server() -> Server {
                         }
                     }
                 }
-                // Edge-triggered: read until WouldBlock, echoing each chunk.
+                // Edge-triggered: read until drained, echoing each chunk.
                 while !dead && c.pending.is_empty() {
                     match c.s.read(&mut buf) {
                         Ok(0) => dead = true,
@@ -365,6 +365,11 @@ fn mio_server() -> Server {
                                         break;
                                     }
                                 }
+                            }
+                            // A short read drained the queue: the next arrival makes a new edge,
+                            // so skip the read that would only say WouldBlock (tokio does the same).
+                            if n < BUF {
+                                break;
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
