@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_millis(200);
-const CHILD_TIMEOUT: Duration = Duration::from_secs(300);
+const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap();
