@@ -125,6 +125,9 @@ pub struct Stats {
     pub ticks: u64,
     /// Calls to `epoll_wait` (or its equivalent).
     pub polls: u64,
+    /// Slice saves by size: entry `k` counts saves of `2^k ..= 2^(k+1) - 1` bytes (entry 0 also
+    /// counts empty ones, the last everything from 32 KiB up).
+    pub slice_size_histogram: [u64; 16],
 }
 
 /// Ready greenlets resumed per loop iteration before I/O and timers get their turn.
@@ -142,6 +145,11 @@ const KILL_ROUNDS: usize = 64;
 pub(crate) struct IoSlot {
     pub(crate) readable: Cell<bool>,
     pub(crate) writable: Cell<bool>,
+    /// The read half hung up or the socket errored: final (no edge will follow), so a read must
+    /// always try the syscall (see `Registered::stream_io`).
+    pub(crate) read_closed: Cell<bool>,
+    /// The same for the write half.
+    pub(crate) write_closed: Cell<bool>,
     pub(crate) readers: RefCell<Vec<Waiter>>,
     pub(crate) writers: RefCell<Vec<Waiter>>,
 }
@@ -699,6 +707,7 @@ impl Hub {
             // the shared stack, and we run on the hub's stack (invariants 1 and 8).
             let n = unsafe { oc.slice.borrow_mut().save(oc.sp.get(), top) };
             add(&self.counters.slice_saves, 1);
+            add(&self.counters.slice_sizes[size_bucket(n)], 1);
             add(&self.counters.bytes_copied, n as u64);
         }
         if core.started.get() {
@@ -842,6 +851,12 @@ impl Hub {
             let Some(slot) = io.get(ev.token().0) else {
                 continue;
             };
+            if ev.is_read_closed() || ev.is_error() {
+                slot.read_closed.set(true);
+            }
+            if ev.is_write_closed() || ev.is_error() {
+                slot.write_closed.set(true);
+            }
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                 slot.readable.set(true);
                 for w in slot.readers.borrow_mut().drain(..) {
@@ -960,6 +975,7 @@ impl Hub {
             slice_bytes_reserved: 0,
             ticks: c.ticks.get(),
             polls: c.polls.get(),
+            slice_size_histogram: std::array::from_fn(|k| c.slice_sizes[k].get()),
         };
         s.slice_bytes_reserved = self
             .live
@@ -1008,6 +1024,13 @@ struct Counters {
     finished: Cell<u64>,
     ticks: Cell<u64>,
     polls: Cell<u64>,
+    slice_sizes: [Cell<u64>; 16],
+}
+
+/// The `slice_size_histogram` entry for a save of `n` bytes: floor(log2 n), capped at 15.
+#[inline(always)]
+fn size_bucket(n: usize) -> usize {
+    (usize::BITS - 1).saturating_sub(n.leading_zeros()).min(15) as usize
 }
 
 #[inline(always)]

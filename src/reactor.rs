@@ -222,6 +222,79 @@ impl<S: AsRawFd> Registered<S> {
         self.io_deadline(dir, deadline, OnTimeout::WouldBlock, op)
     }
 
+    /// [`Registered::io`] for a stream socket's `read`/`write` (and their vectored forms), where
+    /// `len` is how many bytes were asked for.
+    ///
+    /// A transfer that moves fewer bytes than asked (`0 < n < len`) proves the receive queue was
+    /// drained (or the send queue filled), so the direction is marked not ready, as an
+    /// `WouldBlock` would have marked it; the next call of that direction then parks at once
+    /// instead of spending a syscall to learn `WouldBlock`. That is sound with edge-triggered
+    /// polling: anything that arrives (or room that frees up) after this transfer makes a new
+    /// edge, which `poll_io` turns back into "ready" before waking the parked greenlet — except a
+    /// hang-up or error, which is reported once and is final, hence the `*_closed` flags. In an echo
+    /// loop this is one `recv` in three. Not for datagram sockets (a short datagram says nothing
+    /// of the next) nor `peek` (it consumes nothing), nor in non-blocking mode (which must try).
+    pub(crate) fn stream_io(
+        &self,
+        dir: Dir,
+        len: usize,
+        mut op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut skip = self.known_not_ready(dir);
+        let r = self.io(dir, |s| {
+            if std::mem::take(&mut skip) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            op(s)
+        });
+        if let Ok(n) = r {
+            if 0 < n && n < len {
+                self.mark_not_ready(dir);
+            }
+        }
+        r
+    }
+
+    /// This socket is registered with this thread's hub, in blocking mode, and the last transfer
+    /// of `dir` showed it not ready with no readiness edge since.
+    fn known_not_ready(&self, dir: Dir) -> bool {
+        let Some(r) = self.reg.get() else {
+            return false;
+        };
+        if r.hub != hub_id() || self.nonblocking.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(hub) = hub::existing_hub() else {
+            return false;
+        };
+        let io = hub.io.borrow();
+        // A hang-up or error already reported is final: no edge will follow it, so a call after
+        // it must try (it returns the EOF or the error).
+        io.get(r.token).is_some_and(|slot| match dir {
+            Dir::Read => !slot.readable.get() && !slot.read_closed.get(),
+            Dir::Write => !slot.writable.get() && !slot.write_closed.get(),
+        })
+    }
+
+    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_io`]).
+    fn mark_not_ready(&self, dir: Dir) {
+        let Some(r) = self.reg.get() else {
+            return; // unregistered: the first park's registration reports the real state
+        };
+        if r.hub != hub_id() {
+            return;
+        }
+        let Some(hub) = hub::existing_hub() else {
+            return;
+        };
+        if let Some(slot) = hub.io.borrow().get(r.token) {
+            match dir {
+                Dir::Read => slot.readable.set(false),
+                Dir::Write => slot.writable.set(false),
+            }
+        }
+    }
+
     /// [`Registered::io`] with an explicit deadline and timeout error.
     pub(crate) fn io_deadline<R>(
         &self,
@@ -299,6 +372,8 @@ impl<S: AsRawFd> Registered<S> {
         let token = hub.io.borrow_mut().insert(IoSlot {
             readable: Cell::new(true),
             writable: Cell::new(true),
+            read_closed: Cell::new(false),
+            write_closed: Cell::new(false),
             readers: Default::default(),
             writers: Default::default(),
         });

@@ -151,9 +151,11 @@ impl Slice {
         let n = top as usize - sp as usize;
         self.bytes.clear();
         if self.bytes.capacity() < n {
-            // Round up to 64 bytes: a parked greenlet's slice is most of its memory, so no
-            // power-of-two slack; a worker reallocates only when it parks deeper than ever before.
-            self.bytes.reserve_exact((n + 63) & !63);
+            // The first save reserves exactly the slice (most workers park at the same depth
+            // every time, and rounding up to a power of two wasted up to half of every idle
+            // greenlet's memory); a worker that deepens later grows by doubling (Vec's amortized
+            // growth), so it does not reallocate on every eviction.
+            self.bytes.reserve(n);
         } else if self.bytes.capacity() > SHRINK_FLOOR && self.bytes.capacity() / 4 > n {
             self.bytes.shrink_to(n);
         }

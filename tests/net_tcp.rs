@@ -487,3 +487,58 @@ fn connect_tries_each_address_like_std() {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
     });
 }
+
+/// A short read marks the socket "drained" and the next read parks without a syscall; but when
+/// the peer's last bytes and its FIN arrive in one event, no edge follows, so the next read must
+/// still try and see end-of-file (regression: it parked forever).
+#[test]
+fn eof_arriving_with_the_last_bytes_is_seen_after_a_short_read() {
+    hub::run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = hub::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            // Let the server park in read (registering its socket) first.
+            hub::sleep(Duration::from_millis(50));
+            c.write_all(&[7u8; 100]).unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            c
+        });
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 4096];
+        assert_eq!(
+            s.read(&mut buf).unwrap(),
+            100,
+            "the bytes, in one short read"
+        );
+        let eof = s.read(&mut buf);
+        assert!(
+            matches!(eof, Ok(0)),
+            "expected end-of-file after the short read, got {eof:?}"
+        );
+        drop(client.join().unwrap());
+    });
+}
+
+/// Writes and reads after short transfers keep working both ways with a full send buffer.
+#[test]
+fn short_writes_then_parks_until_room() {
+    hub::run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let reader = hub::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            // Let the writer fill the buffers and hit a short write first.
+            hub::sleep(Duration::from_millis(50));
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all.len()
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        let big = vec![1u8; 8 << 20];
+        c.write_all(&big).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(reader.join().unwrap(), big.len());
+    });
+}

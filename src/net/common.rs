@@ -183,7 +183,8 @@ macro_rules! stream_io {
     ($ty:ident) => {
         impl ::std::io::Read for &$ty {
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
-                self.inner.io($crate::reactor::Dir::Read, |s| {
+                let len = buf.len();
+                self.inner.stream_io($crate::reactor::Dir::Read, len, |s| {
                     let mut s = s;
                     ::std::io::Read::read(&mut s, buf)
                 })
@@ -193,7 +194,8 @@ macro_rules! stream_io {
                 &mut self,
                 bufs: &mut [::std::io::IoSliceMut<'_>],
             ) -> ::std::io::Result<usize> {
-                self.inner.io($crate::reactor::Dir::Read, |s| {
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.inner.stream_io($crate::reactor::Dir::Read, len, |s| {
                     let mut s = s;
                     ::std::io::Read::read_vectored(&mut s, bufs)
                 })
@@ -202,16 +204,18 @@ macro_rules! stream_io {
 
         impl ::std::io::Write for &$ty {
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
-                self.inner.io($crate::reactor::Dir::Write, |s| {
-                    $crate::net::sys::send(::std::os::fd::AsFd::as_fd(s), buf)
-                })
+                self.inner
+                    .stream_io($crate::reactor::Dir::Write, buf.len(), |s| {
+                        $crate::net::sys::send(::std::os::fd::AsFd::as_fd(s), buf)
+                    })
             }
 
             fn write_vectored(
                 &mut self,
                 bufs: &[::std::io::IoSlice<'_>],
             ) -> ::std::io::Result<usize> {
-                self.inner.io($crate::reactor::Dir::Write, |s| {
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.inner.stream_io($crate::reactor::Dir::Write, len, |s| {
                     $crate::net::sys::send_vectored(::std::os::fd::AsFd::as_fd(s), bufs)
                 })
             }
