@@ -510,7 +510,6 @@ impl Waiter {
     }
 
     /// Wakes the greenlet if it is still in that park; returns whether it did.
-    #[allow(dead_code)] // the sync primitives' entry point
     pub(crate) fn wake(&self) -> bool {
         hub::current_hub().wake(self, Wake::Woken)
     }

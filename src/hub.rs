@@ -78,7 +78,6 @@ pub(crate) enum Wake {
 }
 
 /// What a parked greenlet waits for, for diagnostics.
-#[allow(dead_code)] // Io and Sync are used by net and sync
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitOn {
     Nothing,
@@ -190,10 +189,8 @@ pub(crate) struct Hub {
     timers: RefCell<Timers<Waiter>>,
     poll: RefCell<mio::Poll>,
     events: RefCell<mio::Events>,
-    /// Wakes this hub from another thread.
-    #[allow(dead_code)] // used by cross-thread handoff and the resolver
-    waker: Arc<mio::Waker>,
-    /// Set by other threads before they use `waker`; tells the loop a poll is worth a syscall.
+    /// Set by other threads before they wake this hub through `remote`'s waker; tells the loop a
+    /// poll is worth a syscall.
     remote_pending: Arc<AtomicBool>,
     /// Sources of events from other threads that may still deliver: live `handoff::Blocker`s
     /// (greenlets waiting for another thread). Maintained by `handoff`.
@@ -413,8 +410,7 @@ impl Hub {
             timers: RefCell::new(Timers::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(1024)),
-            waker: waker.clone(),
-            remote: crate::handoff::HubRemote::new(waker.clone(), remote_pending.clone()),
+            remote: crate::handoff::HubRemote::new(waker, remote_pending.clone()),
             remote_pending,
             beacon: std::cell::OnceCell::new(),
             remote_sources: Cell::new(0),
@@ -957,7 +953,6 @@ impl Hub {
     }
 
     /// The mio registry, for registering I/O sources with this hub.
-    #[allow(dead_code)] // used by net
     pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&mio::Registry) -> R) -> R {
         f(self.poll.borrow().registry())
     }
