@@ -62,3 +62,8 @@ mod reactor;
 pub mod server;
 
 pub use timeout::{timeout, Elapsed, Timeout};
+
+/// The README's examples, compiled (and the first one run) as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
