@@ -121,10 +121,9 @@ fn timeouts_racing_set_leave_no_waiter_behind() {
         }
         let (t, f) = results.get();
         assert_eq!(t + f, 200);
-        // Waiter 0's deadline (its spawn time) precedes main's 2 ms sleep, and timers fire in
-        // deadline order, so it times out whatever the machine's speed; the other zero-timeout
-        // waiters race set() and may go either way on a slow machine (valgrind, a loaded CI).
-        assert!(f >= 1, "the first zero-timeout waiter times out ({f})");
+        // Who wins each race depends on the machine's speed (under valgrind even waiter 0 can
+        // start after main's 2 ms deadline), so only the invariants are asserted: every waiter
+        // ended exactly once, with one outcome or the other, and none is left on the list.
         assert_eq!(ev.waiters(), 0);
     });
 }
