@@ -1083,7 +1083,8 @@ where
 }
 
 /// Parks the calling greenlet for `dur` (other greenlets run meanwhile). A zero duration yields,
-/// like gevent's `sleep(0)`. A greenlet whose kill is unwinding returns early.
+/// like gevent's `sleep(0)`. It returns early when an enclosing timeout scope
+/// ([`crate::timeout`]) expires, and in a greenlet whose kill is unwinding.
 ///
 /// # Panics
 /// Inside the hub.
@@ -1115,6 +1116,14 @@ pub fn sleep_until(deadline: Instant) {
 }
 
 /// Lets every other ready greenlet run, then resumes the caller (gevent's `sleep(0)`).
+///
+/// With nobody else ready and no hub callback queued, it returns at once without switching: the
+/// hub would have resumed the caller next anyway. Such yields still count against the hub's
+/// per-iteration budget, so a greenlet spinning on `yield_now` lets I/O and timers run every 61
+/// yields, as it would through the hub.
+///
+/// # Panics
+/// Inside the hub.
 pub fn yield_now() {
     current_hub().yield_now();
 }
