@@ -1,5 +1,5 @@
 //! File system calls that park only the calling greenlet: each one runs on the thread pool
-//! ([`threadpool::unblock`]), since regular files never report "would block" to `epoll`.
+//! ([`crate::threadpool::unblock`]), since regular files never report "would block" to `epoll`.
 //!
 //! ```
 //! use greenhub::{fs, hub};

@@ -2,7 +2,7 @@
 //!
 //! # States
 //!
-//! A greenlet's [`Core`] moves through these states; the hub is the only code that moves it, and
+//! A greenlet's `Core` moves through these states; the hub is the only code that moves it, and
 //! always on the hub's thread (invariant 5 in ARCHITECTURE.md):
 //!
 //! ```text
@@ -16,7 +16,7 @@
 //!
 //! - `started` says whether the closure has been entered. A greenlet killed before it started never
 //!   runs: its closure is dropped where `kill` was called.
-//! - `gen` counts parks. A [`Waiter`] remembers the `gen` of the park it may end; waking with a stale
+//! - `gen` counts parks. A `Waiter` remembers the `gen` of the park it may end; waking with a stale
 //!   `gen` (the greenlet has moved on) does nothing, so wait lists, timers and I/O registrations may
 //!   hold stale waiters safely and never wake a greenlet for somebody else's reason.
 //! - `kill` is set once and never cleared: a greenlet that swallows the kill payload with

@@ -19,7 +19,7 @@
 //!
 //! The hub lives in a `Box` whose address a `const` thread-local holds; it is created on first use
 //! and torn down by a thread-local destructor at thread exit, after every live greenlet has been
-//! killed and unwound. `Hub` is reachable only through [`current_hub`], so it never leaves its
+//! killed and unwound. `Hub` is reachable only through `current_hub`, so it never leaves its
 //! thread.
 //!
 //! # The loop
@@ -1084,7 +1084,7 @@ where
 
 /// Parks the calling greenlet for `dur` (other greenlets run meanwhile). A zero duration yields,
 /// like gevent's `sleep(0)`. It returns early when an enclosing timeout scope
-/// ([`crate::timeout`]) expires, and in a greenlet whose kill is unwinding.
+/// ([`crate::timeout()`]) expires, and in a greenlet whose kill is unwinding.
 ///
 /// # Panics
 /// Inside the hub.

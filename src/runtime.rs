@@ -14,7 +14,7 @@
 //!
 //! A started greenlet never changes thread (invariant 2): work is placed on a hub when it is
 //! spawned and stays there. Each hub thread runs `hub::run` around a greenlet that waits for the
-//! stop signal (a [`mpmc`](crate::sync::mpmc) channel), so the hub lives, idle in `epoll_wait`,
+//! stop signal (a [`crate::sync::mpmc`] channel), so the hub lives, idle in `epoll_wait`,
 //! until the `Runtime` is dropped.
 //!
 //! # Shutdown

@@ -452,7 +452,7 @@ fn spawn_handler(inner: &Rc<Inner>, stream: TcpStream, peer: SocketAddr) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Distribution {
     /// One listener, accepted on hub 0, each accepted connection handed to the next hub
-    /// round-robin (through its [`Handle`](crate::hub::Handle)) before any greenlet touches it.
+    /// round-robin (through its [`crate::hub::Handle`]) before any greenlet touches it.
     /// The default.
     #[default]
     Handoff,

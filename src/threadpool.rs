@@ -23,7 +23,7 @@
 //! # Caveats
 //! - A job cannot be cancelled: if the waiting greenlet is killed, the job still runs to the end on
 //!   its pool thread and its result is dropped there.
-//! - Timeout scopes ([`crate::timeout`]) do not interrupt `unblock` (it has no error to return):
+//! - Timeout scopes ([`crate::timeout()`]) do not interrupt `unblock` (it has no error to return):
 //!   the wait ends when `f` finishes.
 //! - A job that blocks forever holds one pool thread forever.
 

@@ -44,7 +44,7 @@
 //! # Timeouts
 //!
 //! The `_timeout` variants give up at their deadline and also observe the enclosing timeout scopes
-//! of [`crate::timeout`] (returning their `Timeout` error). The plain `send`/`recv` have no
+//! of [`crate::timeout()`] (returning their `Timeout` error). The plain `send`/`recv` have no
 //! timeout error to return and are not interrupted by scopes: they wait for room, a value or the
 //! disconnection. A greenlet whose kill is already unwinding cannot wait: its plain `recv`/`send`
 //! return the disconnection error.
