@@ -256,14 +256,22 @@ impl<F: FnOnce() -> T, T> Joinable<T> for TaskCell<F, T> {
 
 fn report_unjoined<T>(core: &Core, outcome: &Result<T, GreenletError>) {
     if let Err(GreenletError::Panicked(p)) = outcome {
-        tracing::error!(
-            greenlet.id = core.id,
-            greenlet.name = core.name.as_deref().unwrap_or(""),
-            "{} panicked and nobody joined it: {}",
-            core.describe(),
-            panic_message(&**p)
-        );
+        report_unjoined_panic(core, &**p);
     }
+}
+
+/// Out of line and cold: the formatting would otherwise sit in every greenlet's entry frame, which
+/// is part of every parked greenlet's stack slice.
+#[cold]
+#[inline(never)]
+fn report_unjoined_panic(core: &Core, p: &(dyn Any + Send)) {
+    tracing::error!(
+        greenlet.id = core.id,
+        greenlet.name = core.name.as_deref().unwrap_or(""),
+        "{} panicked and nobody joined it: {}",
+        core.describe(),
+        panic_message(p)
+    );
 }
 
 /// The message of a panic payload, if it is a string.

@@ -106,6 +106,29 @@ impl Drop for Reg {
     }
 }
 
+/// The error a wait for I/O ends with when it was not woken by readiness.
+#[cold]
+#[inline(never)]
+fn wake_error(wake: Wake, dir: Dir, on_timeout: OnTimeout) -> io::Error {
+    match wake {
+        Wake::TimedOut => match on_timeout {
+            OnTimeout::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                match dir {
+                    Dir::Read => "the socket's read timeout expired",
+                    Dir::Write => "the socket's write timeout expired",
+                },
+            ),
+            OnTimeout::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+        },
+        Wake::ScopeExpired => io::Error::new(
+            io::ErrorKind::TimedOut,
+            "an enclosing greenhub timeout expired while waiting for I/O",
+        ),
+        Wake::Killed | Wake::Deadlock | Wake::Woken => killed(),
+    }
+}
+
 /// Counts this greenlet in `hub.io_waiters` while it is parked on I/O; a drop guard so a kill
 /// unwinding out of `park` still uncounts it.
 struct IoWaitGuard(&'static Hub);
@@ -311,50 +334,51 @@ impl<S: AsRawFd> Registered<S> {
                         && !self.nonblocking.load(Ordering::Relaxed) => {}
                 r => return r,
             }
-            let (hub, token) = self.register()?;
-            hub.current_core("wait for I/O");
-            {
-                let io = hub.io.borrow();
-                let slot = io
-                    .get(token)
-                    .expect("greenhub: a live socket's I/O slot is missing");
-                let (flag, list) = match dir {
-                    Dir::Read => (&slot.readable, &slot.readers),
-                    Dir::Write => (&slot.writable, &slot.writers),
-                };
-                flag.set(false);
-                let mut list = list.borrow_mut();
-                list.retain(Waiter::is_pending);
-                list.push(hub.current_waiter());
-            }
-            let guard = IoWaitGuard::new(hub);
-            let wake = hub.park(WaitOn::Io(token), deadline);
-            drop(guard);
-            match wake {
-                Wake::Woken => {}
-                Wake::TimedOut => {
-                    return Err(match on_timeout {
-                        OnTimeout::WouldBlock => io::Error::new(
-                            io::ErrorKind::WouldBlock,
-                            match dir {
-                                Dir::Read => "the socket's read timeout expired",
-                                Dir::Write => "the socket's write timeout expired",
-                            },
-                        ),
-                        OnTimeout::TimedOut => {
-                            io::Error::new(io::ErrorKind::TimedOut, "connection timed out")
-                        }
-                    })
-                }
-                Wake::ScopeExpired => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "an enclosing greenhub timeout expired while waiting for I/O",
-                    ))
-                }
-                Wake::Killed | Wake::Deadlock => return Err(killed()),
-            }
+            self.wait_ready(dir, deadline, on_timeout)?;
         }
+    }
+
+    /// Parks until `dir` may be ready again, `deadline` passes, or the greenlet is killed.
+    ///
+    /// Out of line, and split so that only a few words are live across the park: a parked
+    /// greenlet's stack slice is copied on every switch to another greenlet and kept while it is
+    /// idle, so the registration and the error construction run in helpers whose frames are gone
+    /// by the time it parks.
+    #[inline(never)]
+    fn wait_ready(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        on_timeout: OnTimeout,
+    ) -> io::Result<()> {
+        let (hub, token) = self.arm_wait(dir)?;
+        let guard = IoWaitGuard::new(hub);
+        let wake = hub.park(WaitOn::Io(token), deadline);
+        drop(guard);
+        match wake {
+            Wake::Woken => Ok(()),
+            other => Err(wake_error(other, dir, on_timeout)),
+        }
+    }
+
+    /// Registers on first use, clears `dir`'s readiness and queues this greenlet's waiter.
+    #[inline(never)]
+    fn arm_wait(&self, dir: Dir) -> io::Result<(&'static Hub, usize)> {
+        let (hub, token) = self.register()?;
+        hub.current_core("wait for I/O");
+        let io = hub.io.borrow();
+        let slot = io
+            .get(token)
+            .expect("greenhub: a live socket's I/O slot is missing");
+        let (flag, list) = match dir {
+            Dir::Read => (&slot.readable, &slot.readers),
+            Dir::Write => (&slot.writable, &slot.writers),
+        };
+        flag.set(false);
+        let mut list = list.borrow_mut();
+        list.retain(Waiter::is_pending);
+        list.push(hub.current_waiter());
+        Ok((hub, token))
     }
 
     /// This socket's token in the current hub, registering it on first use.

@@ -433,10 +433,7 @@ fn spawn_handler(inner: &Rc<Inner>, stream: TcpStream, peer: SocketAddr) {
             if p.is::<KillSignal>() {
                 panic::resume_unwind(p); // a kill: let it finish unwinding the greenlet
             }
-            tracing::error!(
-                "greenhub StreamServer: the handler for {peer} panicked: {}",
-                crate::greenlet::panic_message(&*p)
-            );
+            report_handler_panic(peer, &*p);
         }
     });
     entry.insert(g);
@@ -685,4 +682,15 @@ impl MultiServer {
     pub fn stop(self) {
         drop(self);
     }
+}
+
+/// Out of line and cold: its formatting would otherwise sit in every handler's frame, which is
+/// part of every parked connection's stack slice.
+#[cold]
+#[inline(never)]
+fn report_handler_panic(peer: SocketAddr, p: &(dyn std::any::Any + Send)) {
+    tracing::error!(
+        "greenhub StreamServer: the handler for {peer} panicked: {}",
+        crate::greenlet::panic_message(p)
+    );
 }
