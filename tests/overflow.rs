@@ -11,9 +11,11 @@
 //! - a fault that is no overflow (a wild read): still SIGSEGV, the default outcome.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use greenhub::hub;
+
+mod util;
 
 const CHILD_ENV: &str = "GREENHUB_OVERFLOW_CHILD";
 
@@ -23,7 +25,7 @@ fn is_child(test: &str) -> bool {
 
 /// Re-runs this binary with only `test`, marked as the child, with extra environment.
 fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = util::self_command();
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, test)
         .env_remove("GREENHUB_STACK_SIZE")

@@ -43,9 +43,26 @@ pub fn is_child(test: &str) -> bool {
     std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
 }
 
+/// A command that runs this test binary again: directly, or through the program named by
+/// `GREENHUB_TEST_RUNNER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu` when the tests themselves
+/// run under user-mode emulation, where a binary of the other architecture cannot exec itself).
+pub fn self_command() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let runner = std::env::var("GREENHUB_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(parts).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// Re-runs this test binary with only `test` (exactly), marked as the child; returns its output.
 pub fn run_child(test: &str) -> Output {
-    Command::new(std::env::current_exe().unwrap())
+    self_command()
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, test)
         .output()
