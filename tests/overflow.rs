@@ -80,6 +80,19 @@ fn child_id(err: &str) -> u64 {
     line.trim().parse().unwrap()
 }
 
+/// Runs the child of `name` and checks that it aborted with the overflow report of the greenlet
+/// it printed as `ID=…`: `label` is `" (its name)"` or empty, `kib` the stack size reported.
+/// Returns the child's stderr.
+fn assert_overflow_reported(name: &str, env: &[(&str, &str)], label: &str, kib: usize) -> String {
+    let out = run_child(name, env);
+    assert_died_by(&out, libc::SIGABRT);
+    let err = stderr_of(&out);
+    let id = child_id(&err);
+    let want = format!("greenlet {id}{label} overflowed its {kib} KiB stack");
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    err
+}
+
 #[test]
 fn worker_overflow_names_the_greenlet_and_env_stack_size() {
     const NAME: &str = "worker_overflow_names_the_greenlet_and_env_stack_size";
@@ -94,12 +107,12 @@ fn worker_overflow_names_the_greenlet_and_env_stack_size() {
         });
         unreachable!("the overflow should have aborted the process");
     }
-    let out = run_child(NAME, &[("GREENHUB_STACK_SIZE", "256k")]);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
-    let id = child_id(&err);
-    let want = format!("greenlet {id} (deep-diver) overflowed its 256 KiB stack");
-    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    let err = assert_overflow_reported(
+        NAME,
+        &[("GREENHUB_STACK_SIZE", "256k")],
+        " (deep-diver)",
+        256,
+    );
     assert!(
         !err.contains("has overflowed its stack"),
         "Rust's handler also ran:\n{err}"
@@ -124,13 +137,8 @@ fn worker_overflow_with_builder_stack_size_unnamed() {
         drop(sleepers);
         unreachable!("the overflow should have aborted the process");
     }
-    let out = run_child(NAME, &[("GREENHUB_STACK_SIZE", "4m")]);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
-    let id = child_id(&err);
     // The builder wins over the environment variable; an unnamed greenlet is named by id only.
-    let want = format!("greenlet {id} overflowed its 128 KiB stack");
-    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    assert_overflow_reported(NAME, &[("GREENHUB_STACK_SIZE", "4m")], "", 128);
 }
 
 #[test]
@@ -256,12 +264,7 @@ fn hubs_on_many_threads_register_and_release_their_guards() {
         .unwrap();
         unreachable!("the overflow should have aborted the process");
     }
-    let out = run_child(NAME, &[("GREENHUB_STACK_SIZE", "1m")]);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
-    let id = child_id(&err);
-    let want = format!("greenlet {id} (late) overflowed its 1024 KiB stack");
-    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    assert_overflow_reported(NAME, &[("GREENHUB_STACK_SIZE", "1m")], " (late)", 1024);
 }
 
 #[test]
@@ -290,12 +293,12 @@ fn a_thread_without_an_alternate_signal_stack_gets_one() {
         .unwrap();
         unreachable!("the overflow should have aborted the process");
     }
-    let out = run_child(NAME, &[("GREENHUB_STACK_SIZE", "512k")]);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
-    let id = child_id(&err);
-    let want = format!("greenlet {id} (no-altstack) overflowed its 512 KiB stack");
-    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    assert_overflow_reported(
+        NAME,
+        &[("GREENHUB_STACK_SIZE", "512k")],
+        " (no-altstack)",
+        512,
+    );
 }
 
 #[test]
