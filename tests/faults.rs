@@ -7,7 +7,7 @@ mod util;
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -59,15 +59,6 @@ fn counting_echo_server(tally: Rc<Tally>) -> StreamServer {
         Err(_) => tally.errors.set(tally.errors.get() + 1),
     })
     .unwrap()
-}
-
-fn ask(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.write_all(msg).unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    let mut back = Vec::new();
-    c.read_to_end(&mut back).unwrap();
-    back
 }
 
 #[test]

@@ -5,7 +5,6 @@ mod util;
 
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind, Read, Write};
-use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -31,15 +30,6 @@ fn echo_server() -> StreamServer {
         let _ = echo(s);
     })
     .unwrap()
-}
-
-fn ask(addr: std::net::SocketAddr, msg: &[u8]) -> Vec<u8> {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.write_all(msg).unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    let mut back = Vec::new();
-    c.read_to_end(&mut back).unwrap();
-    back
 }
 
 #[test]

@@ -126,3 +126,14 @@ pub fn set_linger_zero(fd: std::os::fd::RawFd) {
 
 /// Generous upper bound for "it happened promptly" on a loaded 2-core machine.
 pub const SLACK: Duration = Duration::from_secs(2);
+
+/// Connects to `addr` (a greenhub socket: parks only this greenlet), sends `msg`, half-closes, and
+/// returns everything the server sent back.
+pub fn ask(addr: std::net::SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut c = greenhub::net::TcpStream::connect(addr).unwrap();
+    c.write_all(msg).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    back
+}
