@@ -22,6 +22,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The greenhub echo handlers, shared with the other benchmark so both measure the same code.
+#[path = "common/handlers.rs"]
+mod handlers;
+use handlers::{greenhub_echo_heap, greenhub_echo_stack};
+
 const SETTLE: Duration = Duration::from_millis(200);
 const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -513,27 +518,4 @@ fn main() {
         }
     }
     println!("{out}");
-}
-
-/// The natural handler: a 4 KiB buffer on the greenlet's stack. Its own function (never inlined)
-/// so the heap variant's frame does not reserve the array too.
-#[inline(never)]
-fn greenhub_echo_stack(mut s: greenhub::net::TcpStream) {
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 || s.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-}
-
-/// The same with the buffer on the heap, allocated once per connection.
-#[inline(never)]
-fn greenhub_echo_heap(mut s: greenhub::net::TcpStream) {
-    let mut buf = vec![0u8; 4096];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 || s.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
 }
