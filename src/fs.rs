@@ -1,5 +1,5 @@
 //! File system calls that park only the calling greenlet: each one runs on the thread pool
-//! ([`crate::threadpool::unblock`]), since regular files never report "would block" to `epoll`.
+//! ([`crate::remote::threadpool::unblock`]), since regular files never report "would block" to `epoll`.
 //!
 //! ```
 //! use greenhub::{fs, hub};
@@ -26,7 +26,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::threadpool::unblock;
+use crate::remote::threadpool::unblock;
 
 /// Reads a whole file (std's `fs::read`).
 ///

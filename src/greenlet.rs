@@ -1,186 +1,23 @@
-//! Greenlets: spawned closures that run on the hub's shared stack and switch at blocking points.
+//! Greenlets: spawned closures that run on a hub stack and switch at blocking points.
 //!
-//! # States
-//!
-//! A greenlet's `Core` moves through these states; the hub is the only code that moves it, and
-//! always on the hub's thread (invariant 5 in ARCHITECTURE.md):
-//!
-//! ```text
-//!            spawn                     resume                   park / yield_now
-//!   (new) ─────────► Ready ───────────────────────► Running ─────────────────────► Parked or Ready
-//!            spawn_later                                │                              │
-//!   (new) ─────────► Parked ── timer ──► Ready          │ closure returns, panics,     │ wake (gen matches),
-//!                                                       ▼ or unwinds from a kill       │ timer, kill
-//!                                                    Finished ◄──── kill before start ─┘
-//! ```
-//!
-//! - `started` says whether the closure has been entered. A greenlet killed before it started never
-//!   runs: its closure is dropped where `kill` was called.
-//! - `gen` counts parks. A `Waiter` remembers the `gen` of the park it may end; waking with a stale
-//!   `gen` (the greenlet has moved on) does nothing, so wait lists, timers and I/O registrations may
-//!   hold stale waiters safely and never wake a greenlet for somebody else's reason.
-//! - `kill` is set once and never cleared: a greenlet that swallows the kill payload with
-//!   `catch_unwind` is killed again at its next blocking point.
-//!
-//! Every unfinished worker is owned by the hub's `live` table, so a parked greenlet's `Core` stays
-//! alive while wait lists, timers and handles refer to it.
+//! [`Greenlet`] is the typed handle (join, kill), [`Builder`] configures a spawn, and `TaskCell`
+//! is the one allocation per greenlet: the control block (`rt::Core`, whose states are
+//! documented in `rt/task.rs`) and the closure's stage side by side.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::hub::{self, Hub, WaitOn, Wake};
-use crate::stack::Slice;
-
-/// Where a greenlet is in its life. See the module docs for the transitions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum State {
-    /// In the hub's ready queue.
-    Ready,
-    /// Executing; exactly one greenlet per hub at a time.
-    Running,
-    /// Suspended until a [`Waiter`] for its current `gen` wakes it (or a timer, or a kill).
-    Parked,
-    /// The closure returned, panicked or was killed; the stack slice is gone.
-    Finished,
-}
-
-/// Whether a core belongs to a worker (runs on the shared stack) or to the thread's main greenlet
-/// (runs on the thread's own stack and is never copied).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Main,
-    Worker,
-}
-
-/// The control block of a greenlet: everything the hub needs, on the heap (invariant 1).
-pub(crate) struct Core {
-    pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
-    pub(crate) kind: Kind,
-    pub(crate) state: Cell<State>,
-    /// The closure has been entered (a worker's frame exists on the shared stack or in `slice`).
-    pub(crate) started: Cell<bool>,
-    /// Saved stack pointer while not running. Written only by the switch.
-    pub(crate) sp: Cell<*mut u8>,
-    /// The heap copy of `[sp, top)` while another worker occupies the shared stack.
-    pub(crate) slice: RefCell<Slice>,
-    /// Number of the current (or next) park; see [`Waiter`].
-    pub(crate) gen: Cell<u32>,
-    /// Why the last park ended.
-    pub(crate) wake: Cell<Wake>,
-    /// What the greenlet is parked on, for diagnostics.
-    pub(crate) waiting_on: Cell<WaitOn>,
-    /// A kill was requested. Never cleared.
-    pub(crate) kill: Cell<bool>,
-    /// Key in the hub's `live` table.
-    pub(crate) live_key: Cell<usize>,
-    /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
-    /// so a join allocates nothing).
-    joiner: Cell<Option<Waiter>>,
-    /// Any further joiners.
-    more_joiners: RefCell<Vec<Waiter>>,
-    /// The `Greenlet` handle was dropped: nobody will take the result.
-    pub(crate) detached: Cell<bool>,
-    /// Active timeout scopes (`timeout`, `Timeout`), innermost last. `Hub::park` bounds every park
-    /// by the earliest deadline here and marks the scope whose deadline ended it. Entries are
-    /// removed by id (a `Timeout` guard may be dropped out of order). Never borrowed across a park.
-    pub(crate) scopes: RefCell<Vec<Scope>>,
-}
-
-/// One active timeout scope of a greenlet; see [`Core::scopes`].
-pub(crate) struct Scope {
-    pub(crate) id: u64,
-    pub(crate) deadline: Instant,
-    /// A park ended because this scope's deadline passed.
-    pub(crate) fired: bool,
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Core {
-    pub(crate) fn new(kind: Kind, name: Option<Box<str>>) -> Core {
-        Core {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name,
-            kind,
-            state: Cell::new(State::Running),
-            started: Cell::new(kind == Kind::Main),
-            sp: Cell::new(std::ptr::null_mut()),
-            slice: RefCell::new(Slice::default()),
-            gen: Cell::new(0),
-            wake: Cell::new(Wake::Woken),
-            waiting_on: Cell::new(WaitOn::Nothing),
-            kill: Cell::new(false),
-            live_key: Cell::new(usize::MAX),
-            joiner: Cell::new(None),
-            more_joiners: RefCell::new(Vec::new()),
-            detached: Cell::new(false),
-            scopes: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// Adds a waiter to wake when this greenlet finishes.
-    pub(crate) fn add_joiner(&self, w: Waiter) {
-        match self.joiner.take() {
-            None => self.joiner.set(Some(w)),
-            Some(first) => {
-                self.joiner.set(Some(first));
-                self.more_joiners.borrow_mut().push(w);
-            }
-        }
-    }
-
-    /// Removes the joiner entries for which `stale` is true (their wait timed out or was
-    /// interrupted).
-    pub(crate) fn remove_joiners(&self, stale: impl Fn(&Waiter) -> bool) {
-        if let Some(first) = self.joiner.take() {
-            if !stale(&first) {
-                self.joiner.set(Some(first));
-            }
-        }
-        self.more_joiners.borrow_mut().retain(|w| !stale(w));
-    }
-
-    /// Takes every joiner, to wake them.
-    pub(crate) fn take_joiners(&self) -> (Option<Waiter>, Vec<Waiter>) {
-        (
-            self.joiner.take(),
-            std::mem::take(&mut *self.more_joiners.borrow_mut()),
-        )
-    }
-
-    /// "greenlet 7 (name)" or "greenlet 7", for messages.
-    pub(crate) fn describe(&self) -> String {
-        match (&self.name, self.kind) {
-            (_, Kind::Main) => format!("the main greenlet (id {})", self.id),
-            (Some(n), _) => format!("greenlet {} ({})", self.id, n),
-            (None, _) => format!("greenlet {}", self.id),
-        }
-    }
-}
-
-/// A greenlet as the hub sees it: a core and a closure, type-erased.
-pub(crate) trait Task {
-    fn core(&self) -> &Core;
-    /// Runs the closure on the greenlet's own stack, catching every panic (invariant 3).
-    fn run(&self);
-    /// Drops the closure without running it (a kill before start) and records `Killed`.
-    fn discard(&self);
-}
+use crate::rt::{current_hub, panic_message, Core, Hub, KillSignal, Kind, Task, WaitOn, Wake};
 
 /// The typed side of a task, for `Greenlet<T>`.
 trait Joinable<T>: Task {
     fn take(&self) -> Option<Result<T, GreenletError>>;
     fn has_unjoined_panic(&self) -> bool;
 }
-
-/// The payload a kill unwinds with. Private: user code can catch it but not forge it.
-pub(crate) struct KillSignal;
 
 enum Stage<F, T> {
     Pending(F),
@@ -236,9 +73,7 @@ impl<F: FnOnce() -> T, T> Joinable<T> for TaskCell<F, T> {
         match std::mem::replace(&mut *stage, Stage::Taken) {
             Stage::Done(r) => Some(r),
             // Abandoned under panic=abort: it never finished its closure.
-            Stage::Running if self.core.state.get() == State::Finished => {
-                Some(Err(GreenletError::Killed))
-            }
+            Stage::Running if self.core.is_finished() => Some(Err(GreenletError::Killed)),
             other => {
                 *stage = other;
                 None
@@ -272,17 +107,6 @@ fn report_unjoined_panic(core: &Core, p: &(dyn Any + Send)) {
         core.describe(),
         panic_message(p)
     );
-}
-
-/// The message of a panic payload, if it is a string.
-pub(crate) fn panic_message(p: &(dyn Any + Send)) -> &str {
-    if let Some(s) = p.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s
-    } else {
-        "<non-string panic payload>"
-    }
 }
 
 /// Why a greenlet produced no value.
@@ -344,7 +168,7 @@ impl<T> fmt::Debug for Greenlet<T> {
         f.debug_struct("Greenlet")
             .field("id", &core.id)
             .field("name", &core.name)
-            .field("state", &core.state.get())
+            .field("state", &core.state())
             .finish()
     }
 }
@@ -362,7 +186,7 @@ impl<T: 'static> Greenlet<T> {
 
     /// Whether the greenlet has finished (returned, panicked or been killed).
     pub fn is_finished(&self) -> bool {
-        self.task.core().state.get() == State::Finished
+        self.task.core().is_finished()
     }
 
     /// Whether the greenlet's closure has been entered.
@@ -390,6 +214,7 @@ impl<T: 'static> Greenlet<T> {
     /// # Panics
     /// If called from the greenlet itself, from inside the hub, after this thread's hub was torn
     /// down, or if nothing can ever finish the greenlet while the main greenlet waits (a deadlock).
+    #[track_caller]
     pub fn join(self) -> Result<T, GreenletError> {
         self.wait_until(None)?;
         self.take_result()
@@ -401,6 +226,7 @@ impl<T: 'static> Greenlet<T> {
     /// # Panics
     /// As [`join`](Self::join), and if the result was already taken by an earlier
     /// `join_timeout`.
+    #[track_caller]
     pub fn join_timeout(&self, timeout: Duration) -> Result<T, GreenletError> {
         self.wait_until(Instant::now().checked_add(timeout))?;
         self.take_result()
@@ -425,10 +251,10 @@ impl<T: 'static> Greenlet<T> {
     /// unwinds (`Killed`).
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), GreenletError> {
         let core = self.task.core();
-        if core.state.get() == State::Finished {
+        if core.is_finished() {
             return Ok(());
         }
-        let hub = hub::current_hub();
+        let hub = current_hub();
         let me = hub.current_core("join a greenlet");
         if std::ptr::eq(me, core) {
             panic!(
@@ -439,7 +265,7 @@ impl<T: 'static> Greenlet<T> {
         loop {
             core.add_joiner(hub.current_waiter());
             let wake = hub.park(WaitOn::Join(core.id), deadline);
-            if core.state.get() == State::Finished {
+            if core.is_finished() {
                 return Ok(());
             }
             // Timed out or interrupted: take our stale entry out of the joiners.
@@ -466,8 +292,9 @@ impl<T: 'static> Greenlet<T> {
     /// # Panics
     /// From inside the hub (this call blocks), after the hub was torn down, or as [`join`](Self::join)
     /// when nothing can finish the unwinding.
+    #[track_caller]
     pub fn kill(&self) {
-        let hub = hub::current_hub();
+        let hub = current_hub();
         hub.current_core("kill a greenlet and wait for it");
         self.kill_nowait();
         // An error means our own wait was cut short (a timeout scope, or our own kill): the kill
@@ -478,7 +305,7 @@ impl<T: 'static> Greenlet<T> {
     /// Requests the kill without waiting for the greenlet to finish (gevent's `kill(block=False)`).
     /// Usable from inside the hub.
     pub fn kill_nowait(&self) {
-        hub::current_hub().request_kill(&self.as_task());
+        current_hub().request_kill(&self.as_task());
     }
 }
 
@@ -486,7 +313,7 @@ impl<T> Drop for Greenlet<T> {
     fn drop(&mut self) {
         let core = self.task.core();
         core.detached.set(true);
-        if core.state.get() == State::Finished {
+        if core.is_finished() {
             if self.task.has_unjoined_panic() {
                 if let Some(r) = self.task.take() {
                     report_unjoined(core, &r);
@@ -495,31 +322,6 @@ impl<T> Drop for Greenlet<T> {
                 drop(self.task.take());
             }
         }
-    }
-}
-
-/// A waiter: "wake greenlet G if it is still in the park numbered `gen`". Lives on the heap, in wait
-/// lists, timers and I/O registrations; never on a waiter's stack (invariant 1).
-#[derive(Clone)]
-pub(crate) struct Waiter {
-    pub(crate) task: Rc<dyn Task>,
-    pub(crate) gen: u32,
-}
-
-impl Waiter {
-    pub(crate) fn core(&self) -> &Core {
-        self.task.core()
-    }
-
-    /// Whether the park this waiter was made for is still in progress.
-    pub(crate) fn is_pending(&self) -> bool {
-        let c = self.task.core();
-        c.state.get() == State::Parked && c.gen.get() == self.gen
-    }
-
-    /// Wakes the greenlet if it is still in that park; returns whether it did.
-    pub(crate) fn wake(&self) -> bool {
-        hub::current_hub().wake(self, Wake::Woken)
     }
 }
 
@@ -545,6 +347,7 @@ impl Builder {
     ///
     /// # Panics
     /// After this thread's hub was torn down.
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
@@ -567,7 +370,7 @@ impl Builder {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        let hub: &Hub = hub::current_hub();
+        let hub: &Hub = current_hub();
         let task = Rc::new(TaskCell {
             core: Core::new(Kind::Worker, self.name),
             stage: RefCell::new(Stage::Pending(f)),
@@ -581,8 +384,9 @@ impl Builder {
 ///
 /// # Panics
 /// From inside the hub.
+#[track_caller]
 pub fn current_id() -> u64 {
-    hub::current_hub()
+    current_hub()
         .current_core("ask for the current greenlet")
         .id
 }

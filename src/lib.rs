@@ -39,28 +39,32 @@
     clippy::missing_safety_doc
 )]
 
-mod arch;
-mod handoff;
-mod monitor;
-mod overflow;
-mod stack;
-mod timer;
-mod valgrind;
+// Layers, lowest first; a module imports only from the layers above it in this list
+// (tests/layers.rs checks every `use crate::` line).
+mod rt;
+mod stack; // stacks and stack slices
+mod sys; // every libc and assembly contact // the single-thread core: control blocks, hub, loop, slicing, timers, I/O slots, mailbox
 
-pub mod fs;
-pub mod greenlet;
-pub mod hub;
-pub mod pool;
-pub mod runtime;
-pub mod sync;
-pub mod threadpool;
+pub mod greenlet; // the public face of the core
+mod reactor;
 pub mod timeout;
 
-pub use greenlet::{Greenlet, GreenletError};
+mod remote; // the doors between threads: Handle, blockers, the thread pool
+pub use remote::threadpool;
+
+pub mod hub;
+mod monitor; // gathers the public hub API (spawn, sleep, run, Handle, monitor)
+
 pub mod net;
-mod reactor;
+pub mod sync;
+
+pub mod fs;
+pub mod pool;
 pub mod server;
 
+pub mod runtime;
+
+pub use greenlet::{Greenlet, GreenletError};
 pub use timeout::{timeout, Elapsed, Timeout};
 
 /// The README's examples, compiled (and the first one run) as doctests so they stay true.

@@ -5,7 +5,7 @@
 //! The monitor notices: when enabled for a hub ([`enable_monitor`], or
 //! [`Config::monitor`](crate::hub::Config::monitor)), the hub publishes on every switch a counter
 //! and the id (and, for named greenlets, a copy of the name) of the greenlet it resumes, into a
-//! small shared [`Beacon`]. One process-wide monitor thread samples every beacon; when a hub's
+//! small shared beacon (`rt/beacon.rs`). One process-wide monitor thread samples every beacon; when a hub's
 //! counter has not moved for longer than its limit while a greenlet (not the hub's own loop, which
 //! may legitimately sleep in `epoll_wait`) holds it, the monitor reports through
 //! `tracing::warn!` — once per stall — the greenlet's id and name and how long it has held the hub.
@@ -31,54 +31,14 @@
 #![deny(unsafe_code)]
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{Core, Kind, State};
-use crate::hub::{current_hub, WaitOn};
+use crate::rt::{current_hub, Beacon, Kind, State, WaitOn};
 
 /// gevent's default `max_blocking_time`.
 pub const DEFAULT_MAX_BLOCKING_TIME: Duration = Duration::from_millis(100);
-
-/// What one monitored hub publishes; written by the hub on every switch, read by the monitor.
-pub(crate) struct Beacon {
-    /// Switches into a greenlet or back to the hub.
-    switches: AtomicU64,
-    /// Id of the greenlet being resumed; 0 while the hub's own loop runs.
-    running: AtomicU64,
-    /// The limit in nanoseconds.
-    limit_ns: AtomicU64,
-    /// The last named greenlet resumed: (id, name). Updated with `try_lock` only.
-    name: Mutex<(u64, String)>,
-    /// The hub's thread, for the report.
-    thread: String,
-}
-
-impl Beacon {
-    /// The hub resumes `core`. Called on the hub's stack before the switch.
-    #[inline]
-    pub(crate) fn entering(&self, core: &Core) {
-        self.running.store(core.id, Ordering::Relaxed);
-        self.switches.fetch_add(1, Ordering::Relaxed);
-        if let Some(n) = &core.name {
-            if let Ok(mut slot) = self.name.try_lock() {
-                if slot.0 != core.id {
-                    slot.0 = core.id;
-                    slot.1.clear();
-                    slot.1.push_str(n);
-                }
-            }
-        }
-    }
-
-    /// The hub's loop runs again.
-    #[inline]
-    pub(crate) fn left(&self) {
-        self.running.store(0, Ordering::Relaxed);
-        self.switches.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 /// Every beacon the monitor thread samples.
 fn registry() -> &'static Mutex<Vec<Weak<Beacon>>> {
@@ -91,19 +51,11 @@ fn registry() -> &'static Mutex<Vec<Weak<Beacon>>> {
 ///
 /// # Panics
 /// After this thread's hub was torn down, or if the monitor thread cannot be started.
+#[track_caller]
 pub fn enable_monitor(limit: Duration) {
     let hub = current_hub();
-    let beacon = hub.beacon.get_or_init(|| {
-        let b = Arc::new(Beacon {
-            switches: AtomicU64::new(0),
-            running: AtomicU64::new(0),
-            limit_ns: AtomicU64::new(0),
-            name: Mutex::new((0, String::new())),
-            thread: std::thread::current().name().map_or_else(
-                || format!("{:?}", std::thread::current().id()),
-                str::to_owned,
-            ),
-        });
+    let beacon = hub.beacon(|| {
+        let b = Arc::new(Beacon::new());
         registry()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -244,17 +196,18 @@ impl fmt::Display for GreenletInfo {
 ///
 /// # Panics
 /// After this thread's hub was torn down.
+#[track_caller]
 pub fn run_info() -> Vec<GreenletInfo> {
     current_hub()
         .all_tasks()
         .iter()
         .map(|t| {
             let c = t.core();
-            let state = match c.state.get() {
+            let state = match c.state() {
                 State::Finished => GreenletState::Finished,
                 State::Running => GreenletState::Running,
                 _ if !c.started.get() => GreenletState::NotStarted,
-                State::Ready => GreenletState::Ready,
+                State::Ready | State::New => GreenletState::Ready,
                 State::Parked => GreenletState::Parked,
             };
             let on = c.waiting_on.get();
@@ -263,7 +216,7 @@ pub fn run_info() -> Vec<GreenletInfo> {
                 name: c.name.as_deref().map(str::to_owned),
                 is_main: c.kind == Kind::Main,
                 state,
-                parked_on: (c.state.get() == State::Parked && on != WaitOn::Nothing)
+                parked_on: (c.state() == State::Parked && on != WaitOn::Nothing)
                     .then(|| on.to_string()),
             }
         })

@@ -37,12 +37,14 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{Greenlet, GreenletError, State, Task, Waiter};
-use crate::hub::{self, WaitOn, Wake};
+use crate::greenlet::{Greenlet, GreenletError};
+use crate::hub;
+use crate::rt::{current_hub, WaitOn, Wake};
+use crate::rt::{Task, Waiter};
 use crate::sync::{deadline_after, AsyncResult, Event, Queue, Semaphore, TimedOut};
 
 mod private {
-    use crate::greenlet::Waiter;
+    use crate::rt::Waiter;
     use crate::sync::waitlist::Ticket;
 
     /// The running greenlet's waiter for its next park, as [`Sealed::subscribe`] receives it.
@@ -93,13 +95,13 @@ impl<T: 'static> Sealed for Greenlet<T> {
 }
 impl<T: 'static> Waitable for Greenlet<T> {}
 
-fn subscribe_task(core: &crate::greenlet::Core, token: &Token) -> Sub {
+fn subscribe_task(core: &crate::rt::Core, token: &Token) -> Sub {
     let w: &Waiter = &token.0;
     core.add_joiner(w.clone());
     Sub(SubKind::Joiner(w.core().id, w.gen))
 }
 
-fn unsubscribe_task(core: &crate::greenlet::Core, sub: Sub) {
+fn unsubscribe_task(core: &crate::rt::Core, sub: Sub) {
     if let Sub(SubKind::Joiner(id, gen)) = sub {
         core.remove_joiners(|w| w.core().id == id && w.gen == gen);
     }
@@ -140,7 +142,7 @@ struct Member(Rc<dyn Task>);
 
 impl Sealed for Member {
     fn ready(&self) -> bool {
-        self.0.core().state.get() == State::Finished
+        self.0.core().is_finished()
     }
     fn subscribe(&self, token: &Token) -> Sub {
         subscribe_task(self.0.core(), token)
@@ -172,7 +174,7 @@ fn wait_first(
     deadline: Option<Instant>,
 ) -> Result<usize, TimedOut> {
     let candidates = || (0..objects.len()).filter(|&i| !skip.get(i).copied().unwrap_or(false));
-    let hub = hub::current_hub();
+    let hub = current_hub();
     loop {
         if let Some(i) = candidates().find(|&i| objects[i].ready()) {
             return Ok(i);
@@ -215,6 +217,7 @@ fn wait_first(
 ///
 /// # Panics
 /// Inside the hub; in the main greenlet when none can ever become ready (a deadlock).
+#[track_caller]
 pub fn wait_any(objects: &[&dyn Waitable]) -> Result<usize, TimedOut> {
     wait_first(objects, &[], None)
 }
@@ -223,6 +226,7 @@ pub fn wait_any(objects: &[&dyn Waitable]) -> Result<usize, TimedOut> {
 ///
 /// # Panics
 /// As [`wait_any`].
+#[track_caller]
 pub fn wait_any_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Option<usize> {
     wait_first(objects, &[], deadline_after(timeout)).ok()
 }
@@ -250,6 +254,7 @@ pub fn wait_any_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Option<
 ///
 /// # Panics
 /// `next` panics as [`wait_any`].
+#[track_caller]
 pub fn iwait<'a>(objects: &'a [&'a dyn Waitable]) -> Iwait<'a> {
     Iwait {
         objects,
@@ -308,6 +313,7 @@ impl Iterator for Iwait<'_> {
 ///
 /// # Panics
 /// As [`Greenlet::join`].
+#[track_caller]
 pub fn joinall<T: 'static>(
     greenlets: impl IntoIterator<Item = Greenlet<T>>,
 ) -> Vec<Result<T, GreenletError>> {
@@ -319,10 +325,11 @@ pub fn joinall<T: 'static>(
 ///
 /// # Panics
 /// As [`Greenlet::kill`].
+#[track_caller]
 pub fn killall<'a, T: 'static>(greenlets: impl IntoIterator<Item = &'a Greenlet<T>>) {
     let mut gs: Vec<&Greenlet<T>> = greenlets.into_iter().collect();
     // The caller, if listed, goes last: killing itself unwinds at once.
-    let me = hub::current_hub()
+    let me = current_hub()
         .current_core("kill greenlets and wait for them")
         .id;
     gs.sort_by_key(|g| g.id() == me);
@@ -390,6 +397,7 @@ impl Group {
     ///
     /// # Panics
     /// As [`hub::spawn`].
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
@@ -426,6 +434,7 @@ impl Group {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when a member can never finish (a deadlock).
+    #[track_caller]
     pub fn join(&self) -> Result<(), TimedOut> {
         self.join_deadline(None)
     }
@@ -434,6 +443,7 @@ impl Group {
     ///
     /// # Panics
     /// As [`join`](Group::join).
+    #[track_caller]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.join_deadline(deadline_after(timeout)).is_ok()
     }
@@ -460,8 +470,9 @@ impl Group {
     ///
     /// # Panics
     /// As [`Greenlet::kill`].
+    #[track_caller]
     pub fn kill(&self) {
-        let hub = hub::current_hub();
+        let hub = current_hub();
         let me = hub.current_core("kill a group and wait for it").id;
         self.prune();
         let mut victims: Vec<Rc<dyn Task>> =
@@ -489,6 +500,7 @@ impl Group {
     ///
     /// # Panics
     /// As [`Greenlet::join`].
+    #[track_caller]
     pub fn map<I, F, R>(&self, items: I, f: F) -> Result<Vec<R>, GreenletError>
     where
         I: IntoIterator,
@@ -560,6 +572,7 @@ impl Pool {
     ///
     /// # Panics
     /// If `size` is 0 (nothing could ever run).
+    #[track_caller]
     pub fn new(size: usize) -> Pool {
         assert!(size > 0, "greenhub: a Pool needs at least one slot");
         Pool {
@@ -597,6 +610,7 @@ impl Pool {
     ///
     /// # Panics
     /// As [`hub::spawn`]; inside the hub or in a deadlocked main greenlet when the pool is full.
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> Result<Greenlet<T>, TimedOut>
     where
         F: FnOnce() -> T + 'static,
@@ -646,6 +660,7 @@ impl Pool {
     ///
     /// # Panics
     /// As [`Group::join`].
+    #[track_caller]
     pub fn join(&self) -> Result<(), TimedOut> {
         self.group.join()
     }
@@ -654,6 +669,7 @@ impl Pool {
     ///
     /// # Panics
     /// As [`Group::join`].
+    #[track_caller]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.group.join_timeout(timeout)
     }
@@ -662,6 +678,7 @@ impl Pool {
     ///
     /// # Panics
     /// As [`Greenlet::kill`].
+    #[track_caller]
     pub fn kill(&self) {
         self.group.kill();
     }
@@ -673,6 +690,7 @@ impl Pool {
     ///
     /// # Panics
     /// As [`Greenlet::join`].
+    #[track_caller]
     pub fn map<I, F, R>(&self, items: I, f: F) -> Result<Vec<R>, GreenletError>
     where
         I: IntoIterator,

@@ -50,18 +50,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
-
-use crate::greenlet::Waiter;
-use crate::hub::{self, current_hub, Hub, IoSlot, WaitOn, Wake};
-
-/// Which readiness an operation needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dir {
-    Read,
-    Write,
-}
+pub(crate) use crate::rt::Dir;
+use crate::rt::{current_hub, existing_hub, Hub, Wake};
 
 /// A process-unique id of this thread's hub (threads have exactly one hub in their life).
 fn hub_id() -> u64 {
@@ -91,18 +81,11 @@ impl Drop for Reg {
         if hub_id() != self.hub {
             return; // another thread: the close that follows removes the epoll entry
         }
-        let Some(hub) = hub::existing_hub() else {
+        let Some(hub) = existing_hub() else {
             return; // the hub is gone, and its epoll instance with it
         };
         // Before the descriptor closes (Registered declares `reg` before `io`).
-        let _ = hub.with_registry(|r| r.deregister(&mut SourceFd(&self.fd)));
-        let token = self.token;
-        match hub.io.try_borrow_mut() {
-            Ok(mut io) => drop(io.try_remove(token)),
-            // Dropped from inside poll_io (a Waiter held the last handle to a finished greenlet
-            // whose result owned this socket): remove the slot at the next loop iteration.
-            Err(_) => hub::run_callback(move || drop(hub.io.borrow_mut().try_remove(token))),
-        }
+        hub.io_deregister(self.fd, self.token);
     }
 }
 
@@ -126,23 +109,6 @@ fn wake_error(wake: Wake, dir: Dir, on_timeout: OnTimeout) -> io::Error {
             "an enclosing greenhub timeout expired while waiting for I/O",
         ),
         Wake::Killed | Wake::Deadlock | Wake::Woken => killed(),
-    }
-}
-
-/// Counts this greenlet in `hub.io_waiters` while it is parked on I/O; a drop guard so a kill
-/// unwinding out of `park` still uncounts it.
-struct IoWaitGuard(&'static Hub);
-
-impl IoWaitGuard {
-    fn new(hub: &'static Hub) -> IoWaitGuard {
-        hub.io_waiters.set(hub.io_waiters.get() + 1);
-        IoWaitGuard(hub)
-    }
-}
-
-impl Drop for IoWaitGuard {
-    fn drop(&mut self) {
-        self.0.io_waiters.set(self.0.io_waiters.get() - 1);
     }
 }
 
@@ -287,16 +253,7 @@ impl<S: AsRawFd> Registered<S> {
         if r.hub != hub_id() || self.nonblocking.load(Ordering::Relaxed) {
             return false;
         }
-        let Some(hub) = hub::existing_hub() else {
-            return false;
-        };
-        let io = hub.io.borrow();
-        // A hang-up or error already reported is final: no edge will follow it, so a call after
-        // it must try (it returns the EOF or the error).
-        io.get(r.token).is_some_and(|slot| match dir {
-            Dir::Read => !slot.readable.get() && !slot.read_closed.get(),
-            Dir::Write => !slot.writable.get() && !slot.write_closed.get(),
-        })
+        existing_hub().is_some_and(|hub| hub.io_known_not_ready(r.token, dir))
     }
 
     /// Records that `dir` is not ready until the next edge (see [`Registered::stream_io`]).
@@ -307,14 +264,8 @@ impl<S: AsRawFd> Registered<S> {
         if r.hub != hub_id() {
             return;
         }
-        let Some(hub) = hub::existing_hub() else {
-            return;
-        };
-        if let Some(slot) = hub.io.borrow().get(r.token) {
-            match dir {
-                Dir::Read => slot.readable.set(false),
-                Dir::Write => slot.writable.set(false),
-            }
+        if let Some(hub) = existing_hub() {
+            hub.io_mark_not_ready(r.token, dir);
         }
     }
 
@@ -352,10 +303,7 @@ impl<S: AsRawFd> Registered<S> {
         on_timeout: OnTimeout,
     ) -> io::Result<()> {
         let (hub, token) = self.arm_wait(dir)?;
-        let guard = IoWaitGuard::new(hub);
-        let wake = hub.park(WaitOn::Io(token), deadline);
-        drop(guard);
-        match wake {
+        match hub.io_park(token, deadline) {
             Wake::Woken => Ok(()),
             other => Err(wake_error(other, dir, on_timeout)),
         }
@@ -365,19 +313,7 @@ impl<S: AsRawFd> Registered<S> {
     #[inline(never)]
     fn arm_wait(&self, dir: Dir) -> io::Result<(&'static Hub, usize)> {
         let (hub, token) = self.register()?;
-        hub.current_core("wait for I/O");
-        let io = hub.io.borrow();
-        let slot = io
-            .get(token)
-            .expect("greenhub: a live socket's I/O slot is missing");
-        let (flag, list) = match dir {
-            Dir::Read => (&slot.readable, &slot.readers),
-            Dir::Write => (&slot.writable, &slot.writers),
-        };
-        flag.set(false);
-        let mut list = list.borrow_mut();
-        list.retain(Waiter::is_pending);
-        list.push(hub.current_waiter());
+        hub.io_arm_wait(token, dir);
         Ok((hub, token))
     }
 
@@ -393,25 +329,7 @@ impl<S: AsRawFd> Registered<S> {
         }
         let hub = current_hub();
         let fd = self.io.as_raw_fd();
-        let token = hub.io.borrow_mut().insert(IoSlot {
-            readable: Cell::new(true),
-            writable: Cell::new(true),
-            read_closed: Cell::new(false),
-            write_closed: Cell::new(false),
-            readers: Default::default(),
-            writers: Default::default(),
-        });
-        let registered = hub.with_registry(|r| {
-            r.register(
-                &mut SourceFd(&fd),
-                Token(token),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-        });
-        if let Err(e) = registered {
-            hub.io.borrow_mut().remove(token);
-            return Err(e);
-        }
+        let token = hub.io_register(fd)?;
         match self.reg.set(Reg { hub: me, token, fd }) {
             Ok(()) => Ok((hub, token)),
             Err(ours) => {

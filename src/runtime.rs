@@ -169,6 +169,7 @@ impl Runtime {
     ///
     /// # Panics
     /// If `i >= self.threads()`.
+    #[track_caller]
     pub fn handle(&self, i: usize) -> &Handle {
         &self.hubs[i].handle
     }
@@ -188,6 +189,7 @@ impl Runtime {
     ///
     /// # Panics
     /// Resumes `f`'s panic; panics if `f` was killed (the runtime is shutting down).
+    #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,

@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::greenlet::{Builder, Greenlet, KillSignal, Waiter};
-use crate::hub::{self, current_hub, Handle, RemoteGreenlet, WaitOn, Wake};
+use crate::greenlet::{Builder, Greenlet};
+use crate::hub::{self, Handle, RemoteGreenlet};
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+use crate::rt::{current_hub, KillSignal, WaitOn, Waiter, Wake};
 use crate::runtime::Runtime;
 
 /// The first pause after running out of descriptors.
@@ -65,6 +66,33 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 ///
 /// `StreamServer` is a cheap handle (`Clone`); the server keeps running while its accept loop
 /// runs, even if every handle is dropped. It belongs to the thread that created it (`!Send`).
+///
+/// # Examples
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use greenhub::{hub, net::TcpStream, server::StreamServer};
+///
+/// hub::run(|| {
+///     let server = StreamServer::bind("127.0.0.1:0", |mut s, _peer| {
+///         let mut buf = [0; 64];
+///         while let Ok(n @ 1..) = s.read(&mut buf) {
+///             if s.write_all(&buf[..n]).is_err() {
+///                 break;
+///             }
+///         }
+///     })
+///     .unwrap();
+///     let addr = server.local_addr().unwrap();
+///     server.start().unwrap();
+///     let mut c = TcpStream::connect(addr).unwrap();
+///     c.write_all(b"ping").unwrap();
+///     let mut back = [0; 4];
+///     c.read_exact(&mut back).unwrap();
+///     assert_eq!(&back, b"ping");
+///     server.stop(Duration::from_millis(100));
+/// });
+/// ```
 #[derive(Clone)]
 pub struct StreamServer {
     inner: Rc<Inner>,
@@ -244,6 +272,7 @@ impl StreamServer {
     ///
     /// # Panics
     /// Inside the hub (it blocks).
+    #[track_caller]
     pub fn stop(&self, grace: Duration) {
         let inner = &self.inner;
         if inner.stopped.replace(true) {
@@ -511,11 +540,11 @@ impl MultiBuilder {
         let mut loops = Vec::new();
         let local = match self.distribution {
             Distribution::ReusePort => {
-                let first = crate::net::sys::reuseport_listener(addr)?;
+                let first = crate::sys::socket::reuseport_listener(addr)?;
                 let local = first.local_addr()?;
                 let mut listeners = vec![first];
                 for _ in 1..runtime.threads() {
-                    listeners.push(crate::net::sys::reuseport_listener(local)?);
+                    listeners.push(crate::sys::socket::reuseport_listener(local)?);
                 }
                 for (i, l) in listeners.into_iter().enumerate() {
                     let handler = handler.clone();
@@ -600,7 +629,7 @@ fn run_handler(
         }
         tracing::error!(
             "greenhub MultiServer: the handler for {peer} panicked: {}",
-            crate::greenlet::panic_message(&*p)
+            crate::rt::panic_message(&*p)
         );
     }
 }
@@ -691,6 +720,6 @@ impl MultiServer {
 fn report_handler_panic(peer: SocketAddr, p: &(dyn std::any::Any + Send)) {
     tracing::error!(
         "greenhub StreamServer: the handler for {peer} panicked: {}",
-        crate::greenlet::panic_message(p)
+        crate::rt::panic_message(p)
     );
 }

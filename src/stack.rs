@@ -25,102 +25,59 @@
 //! in the region being overwritten) calls [`Slice::save`] for B — `[B.sp, top)` to B's buffer — then
 //! [`Slice::restore`] for A — A's buffer back to `[A.sp, top)`, the very addresses it came from. From
 //! then until the next eviction the bytes of B on the shared stack are garbage, and nothing may read
-//! them: that is invariant 1 in ARCHITECTURE.md (no pointer into a suspended greenlet's stack is used).
+//! them: that is invariant 1 of [`crate::rt`] (no pointer into a suspended greenlet's stack is used).
 
 use std::io;
 use std::ptr;
 
-/// An `mmap`'d stack with a guard page below it. Unmapped on drop.
+use crate::sys::mmap::{GuardedMapping, Reserve};
+use crate::sys::valgrind;
+
+/// An `mmap`'d stack with a guard page below it, registered with valgrind. Unmapped on drop.
 pub(crate) struct Stack {
-    /// Start of the mapping: the guard page.
-    base: *mut u8,
-    /// Whole mapping, guard included.
-    len: usize,
+    map: GuardedMapping,
     /// Its id with valgrind (0 without the `valgrind` feature).
     vg_id: usize,
 }
 
-/// The system page size.
-pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n <= 0 {
-        4096
-    } else {
-        n as usize
-    }
-}
-
 impl Stack {
-    /// Maps a stack with at least `size` usable bytes (rounded up to whole pages) above one guard
-    /// page.
+    /// Maps a stack with at least `size` usable bytes (rounded up to whole pages, at least four)
+    /// above one guard page.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the size overflows; the OS error if it cannot be mapped.
     pub(crate) fn new(size: usize) -> io::Result<Stack> {
-        let page = page_size();
-        let usable =
-            size.max(page * 4).checked_add(page - 1).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows")
-            })? & !(page - 1);
-        let len = usable + page;
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing aliases no
-        // Rust object; the result is checked for MAP_FAILED.
-        let base = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = base.cast::<u8>();
-        // SAFETY: [base, base+page) lies inside the mapping just made and owned by nobody else.
-        if unsafe { libc::mprotect(base.cast(), page, libc::PROT_NONE) } != 0 {
-            let err = io::Error::last_os_error();
-            // SAFETY: unmapping the mapping made above, which nothing references yet.
-            unsafe { libc::munmap(base.cast(), len) };
-            return Err(err);
-        }
-        let vg_id =
-            crate::valgrind::stack_register(base.wrapping_add(page), base.wrapping_add(len));
-        Ok(Stack { base, len, vg_id })
+        let map = GuardedMapping::new(size, 4, Reserve::Lazily)?;
+        let vg_id = valgrind::stack_register(map.limit(), map.top());
+        Ok(Stack { map, vg_id })
     }
 
     /// One past the highest usable byte; 16-byte aligned (page aligned, in fact).
     pub(crate) fn top(&self) -> *mut u8 {
-        self.base.wrapping_add(self.len)
-    }
-
-    /// Lowest usable byte, just above the guard page.
-    pub(crate) fn limit(&self) -> *mut u8 {
-        self.base.wrapping_add(page_size())
+        self.map.top()
     }
 
     /// Usable bytes (the mapping without its guard page).
     pub(crate) fn usable(&self) -> usize {
-        self.len - page_size()
+        self.map.usable()
     }
 
     /// Address range of the guard page.
     pub(crate) fn guard(&self) -> std::ops::Range<usize> {
-        self.base as usize..self.limit() as usize
+        self.map.guard()
     }
 
     /// Whether `addr` lies in the usable part of this stack.
     pub(crate) fn contains(&self, addr: usize) -> bool {
-        addr >= self.limit() as usize && addr <= self.top() as usize
+        addr >= self.map.limit() as usize && addr <= self.map.top() as usize
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        crate::valgrind::stack_deregister(self.vg_id);
-        // SAFETY: the mapping was made in `new` with exactly this base and length, and the hub drops
-        // a Stack only when no context runs on it or is suspended on it (invariant 7).
-        unsafe { libc::munmap(self.base.cast(), self.len) };
+        valgrind::stack_deregister(self.vg_id);
+        // `map` unmaps itself next; its owner (the hub) drops a Stack only when no context runs on
+        // it or is suspended on it (rt invariant 7).
     }
 }
 
@@ -161,7 +118,7 @@ impl Slice {
         }
         // SAFETY: the caller guarantees [sp, top) is readable stack memory not being written while
         // we copy (its owner is suspended and we run on the hub's stack); the destination has room
-        // for n bytes and cannot overlap a stack mapping (invariants 1 and 8).
+        // for n bytes and cannot overlap a stack mapping (rt invariants 1 and 8).
         unsafe {
             ptr::copy_nonoverlapping(sp, self.bytes.as_mut_ptr(), n);
             self.bytes.set_len(n);
@@ -180,9 +137,9 @@ impl Slice {
         let n = self.bytes.len();
         // memcheck marks shared-stack bytes inaccessible once the worker that ran there last
         // popped above them; they belong to this slice again. The copy brings their definedness.
-        crate::valgrind::make_mem_undefined(sp, sp.wrapping_add(n));
+        valgrind::make_mem_undefined(sp, sp.wrapping_add(n));
         // SAFETY: the caller guarantees [sp, sp+n) is writable shared-stack memory that nothing
-        // running or suspended is using; the heap buffer cannot overlap it (invariants 1 and 8).
+        // running or suspended is using; the heap buffer cannot overlap it (rt invariants 1 and 8).
         unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr(), sp, n) };
         n
     }

@@ -42,8 +42,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{Scope, Task};
-use crate::hub;
+use crate::rt::current_hub;
+use crate::rt::{Scope, Task};
 
 /// The error of [`timeout`]: the scope's own deadline passed while the closure was blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -72,6 +72,20 @@ impl From<Elapsed> for io::Error {
 ///
 /// # Panics
 /// Inside the hub (a scope belongs to a greenlet).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use greenhub::{hub, timeout};
+///
+/// hub::run(|| {
+///     let slow = timeout(Duration::from_millis(10), || hub::sleep(Duration::from_secs(10)));
+///     assert!(slow.is_err());
+///     let fast = timeout(Duration::from_secs(10), || 7);
+///     assert_eq!(fast.unwrap(), 7);
+/// });
+/// ```
+#[track_caller]
 pub fn timeout<T>(dur: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let scope = Timeout::start(dur);
     let value = f();
@@ -89,6 +103,7 @@ pub fn timeout<T>(dur: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
 ///
 /// # Panics
 /// Inside the hub.
+#[track_caller]
 pub fn timeout_at<T>(deadline: Instant, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let scope = Timeout::start_at(deadline);
     let value = f();
@@ -142,6 +157,7 @@ impl Timeout {
     ///
     /// # Panics
     /// Inside the hub.
+    #[track_caller]
     pub fn start(dur: Duration) -> Timeout {
         let now = Instant::now();
         let deadline = now
@@ -154,8 +170,9 @@ impl Timeout {
     ///
     /// # Panics
     /// Inside the hub.
+    #[track_caller]
     pub fn start_at(deadline: Instant) -> Timeout {
-        let hub = hub::current_hub();
+        let hub = current_hub();
         hub.current_core("open a timeout scope");
         let task = hub.current_waiter().task;
         let id = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed);

@@ -206,7 +206,7 @@ macro_rules! stream_io {
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
                 self.inner
                     .stream_io($crate::reactor::Dir::Write, buf.len(), |s| {
-                        $crate::net::sys::send(::std::os::fd::AsFd::as_fd(s), buf)
+                        $crate::sys::socket::send(::std::os::fd::AsFd::as_fd(s), buf)
                     })
             }
 
@@ -216,7 +216,7 @@ macro_rules! stream_io {
             ) -> ::std::io::Result<usize> {
                 let len = bufs.iter().map(|b| b.len()).sum();
                 self.inner.stream_io($crate::reactor::Dir::Write, len, |s| {
-                    $crate::net::sys::send_vectored(::std::os::fd::AsFd::as_fd(s), bufs)
+                    $crate::sys::socket::send_vectored(::std::os::fd::AsFd::as_fd(s), bufs)
                 })
             }
 

@@ -60,6 +60,17 @@
 //!   `dup` that stays non-blocking, because the flag is shared with those clones).
 //! - A greenlet killed while parked on I/O unwinds out of the call; code that blocks while already
 //!   unwinding from a kill (a destructor) gets an `io::Error` instead.
+//!
+//! # Errors
+//!
+//! Every `io::Result` here carries the OS error of the underlying syscall, unchanged, except
+//! where a method's docs say more (timeouts, non-blocking mode, the other thread's hub).
+//!
+//! # Panics
+//!
+//! A call that would block panics, naming the caller, inside the hub (a hub callback or a
+//! destructor the hub runs) and after this thread's hub was torn down (see
+//! [`hub`](crate::hub#misuse)). Calls that complete without waiting work anywhere.
 
 #![deny(unsafe_code)]
 
@@ -68,7 +79,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 #[macro_use]
 mod common;
-pub(crate) mod sys;
 mod tcp;
 mod udp;
 pub mod unix;
@@ -184,10 +194,10 @@ where
     I: Iterator<Item = SocketAddr>,
 {
     let f = move || f().map(Iterator::collect::<Vec<_>>);
-    if crate::hub::existing_hub().is_none() {
+    if crate::rt::existing_hub().is_none() {
         return f();
     }
-    match crate::threadpool::run_parked(f, None, true) {
+    match crate::remote::threadpool::run_parked(f, None, true) {
         Ok(Ok(r)) => r,
         Ok(Err(p)) => std::panic::resume_unwind(p),
         Err(_) => Err(io::Error::new(

@@ -90,9 +90,6 @@ impl TcpStream {
     }
 
     /// The local address.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().local_addr()
     }
@@ -115,33 +112,21 @@ impl TcpStream {
     }
 
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.inner.get().set_nodelay(nodelay)
     }
 
     /// Whether `TCP_NODELAY` is set.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.inner.get().nodelay()
     }
 
     /// Sets the IP time-to-live of outgoing packets.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get().set_ttl(ttl)
     }
 
     /// The IP time-to-live of outgoing packets.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn ttl(&self) -> io::Result<u32> {
         self.inner.get().ttl()
     }
@@ -156,6 +141,29 @@ const BACKLOG: i32 = 1024;
 /// Bound with `SO_REUSEADDR` (as std does on Unix) and a backlog of 1024 rather than std's 128:
 /// one hub accepts for thousands of greenlets and sees connection bursts a thread-per-connection
 /// server rarely would (a burst beyond the backlog gets SYN cookies and, on loopback, resets).
+///
+/// # Examples
+/// ```
+/// use std::io::{Read, Write};
+/// use greenhub::{hub, net::{TcpListener, TcpStream}};
+///
+/// hub::run(|| {
+///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     let server = hub::spawn(move || {
+///         let (mut s, _) = listener.accept().unwrap(); // parks only this greenlet
+///         let mut buf = [0; 5];
+///         s.read_exact(&mut buf).unwrap();
+///         s.write_all(&buf).unwrap();
+///     });
+///     let mut c = TcpStream::connect(addr).unwrap();
+///     c.write_all(b"hello").unwrap();
+///     let mut back = [0; 5];
+///     c.read_exact(&mut back).unwrap();
+///     assert_eq!(&back, b"hello");
+///     server.join().unwrap();
+/// });
+/// ```
 pub struct TcpListener {
     inner: Arc<Registered<net::TcpListener>>,
 }
@@ -171,15 +179,12 @@ impl TcpListener {
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         each_addr(&addr, |a| {
             let l: net::TcpListener = mio::net::TcpListener::bind(a)?.into();
-            super::sys::listen(l.as_fd(), BACKLOG)?;
+            crate::sys::socket::listen(l.as_fd(), BACKLOG)?;
             Ok(TcpListener::wrap(l))
         })
     }
 
     /// The local address (with the port the OS chose when bound to port 0).
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().local_addr()
     }
@@ -202,17 +207,11 @@ impl TcpListener {
     }
 
     /// Sets the IP time-to-live of outgoing packets.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get().set_ttl(ttl)
     }
 
     /// The IP time-to-live of outgoing packets.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn ttl(&self) -> io::Result<u32> {
         self.inner.get().ttl()
     }

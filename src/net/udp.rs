@@ -44,7 +44,7 @@ impl UdpSocket {
     /// than `buf` are discarded.
     ///
     /// # Errors
-    /// The OS error; `WouldBlock` when the read timeout expires or in non-blocking mode.
+    /// `WouldBlock` when the read timeout expires or in non-blocking mode.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.inner.io(Dir::Read, |s| s.recv_from(buf))
     }
@@ -60,7 +60,7 @@ impl UdpSocket {
     /// Sends `buf` to the first address `addr` resolves to (as std).
     ///
     /// # Errors
-    /// The OS error, a resolution error, or `InvalidInput` if `addr` resolves to nothing.
+    /// Besides the OS error: a resolution error, or `InvalidInput` if `addr` resolves to nothing.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let to = first_addr(&addr)?;
         self.inner.io(Dir::Write, |s| s.send_to(buf, to))
@@ -70,7 +70,7 @@ impl UdpSocket {
     /// address `addr` resolves to that works, as std).
     ///
     /// # Errors
-    /// The OS error, a resolution error, or `InvalidInput` if `addr` resolves to nothing.
+    /// Besides the OS error: a resolution error, or `InvalidInput` if `addr` resolves to nothing.
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
         each_addr(&addr, |a| self.inner.get().connect(a))
     }
@@ -108,121 +108,76 @@ impl UdpSocket {
     }
 
     /// The local address.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().local_addr()
     }
 
     /// Sets `SO_BROADCAST`.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_broadcast(&self, broadcast: bool) -> io::Result<()> {
         self.inner.get().set_broadcast(broadcast)
     }
 
     /// Whether `SO_BROADCAST` is set.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn broadcast(&self) -> io::Result<bool> {
         self.inner.get().broadcast()
     }
 
     /// Sets `IP_MULTICAST_LOOP`.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
         self.inner.get().set_multicast_loop_v4(on)
     }
 
     /// Whether `IP_MULTICAST_LOOP` is set.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn multicast_loop_v4(&self) -> io::Result<bool> {
         self.inner.get().multicast_loop_v4()
     }
 
     /// Sets `IP_MULTICAST_TTL`.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
         self.inner.get().set_multicast_ttl_v4(ttl)
     }
 
     /// The `IP_MULTICAST_TTL` value.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
         self.inner.get().multicast_ttl_v4()
     }
 
     /// Sets `IPV6_MULTICAST_LOOP`.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_multicast_loop_v6(&self, on: bool) -> io::Result<()> {
         self.inner.get().set_multicast_loop_v6(on)
     }
 
     /// Whether `IPV6_MULTICAST_LOOP` is set.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn multicast_loop_v6(&self) -> io::Result<bool> {
         self.inner.get().multicast_loop_v6()
     }
 
     /// Joins an IPv4 multicast group on `interface` (`UNSPECIFIED`: the default one).
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn join_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
         self.inner.get().join_multicast_v4(multiaddr, interface)
     }
 
     /// Joins an IPv6 multicast group on interface index `interface` (0: the default one).
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
         self.inner.get().join_multicast_v6(multiaddr, interface)
     }
 
     /// Leaves an IPv4 multicast group.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn leave_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
         self.inner.get().leave_multicast_v4(multiaddr, interface)
     }
 
     /// Leaves an IPv6 multicast group.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
         self.inner.get().leave_multicast_v6(multiaddr, interface)
     }
 
     /// Sets the IP time-to-live of outgoing packets.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get().set_ttl(ttl)
     }
 
     /// The IP time-to-live of outgoing packets.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn ttl(&self) -> io::Result<u32> {
         self.inner.get().ttl()
     }

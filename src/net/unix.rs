@@ -58,25 +58,16 @@ impl UnixStream {
     }
 
     /// The local address.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().local_addr()
     }
 
     /// The peer's address.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().peer_addr()
     }
 
     /// Shuts down the read half, the write half or both.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.inner.get().shutdown(how)
     }
@@ -112,9 +103,6 @@ impl UnixListener {
     }
 
     /// The local address.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().local_addr()
     }
@@ -160,9 +148,6 @@ impl UnixDatagram {
     }
 
     /// Creates a socket bound to no address.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn unbound() -> io::Result<UnixDatagram> {
         Ok(UnixDatagram::wrap(
             mio::net::UnixDatagram::unbound()?.into(),
@@ -170,18 +155,12 @@ impl UnixDatagram {
     }
 
     /// A pair of connected, unnamed sockets.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
         let (a, b) = mio::net::UnixDatagram::pair()?;
         Ok((UnixDatagram::wrap(a.into()), UnixDatagram::wrap(b.into())))
     }
 
     /// Sets the default destination and the only source datagrams are accepted from.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn connect<P: AsRef<Path>>(&self, path: P) -> io::Result<()> {
         self.inner.get().connect(path)
     }
@@ -189,7 +168,7 @@ impl UnixDatagram {
     /// Sends `buf` to the socket at `path`.
     ///
     /// # Errors
-    /// The OS error; `WouldBlock` when the write timeout expires or in non-blocking mode.
+    /// `WouldBlock` when the write timeout expires or in non-blocking mode.
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
         let path = path.as_ref();
         self.inner.io(Dir::Write, |s| s.send_to(buf, path))
@@ -198,7 +177,7 @@ impl UnixDatagram {
     /// Receives one datagram and its sender's address.
     ///
     /// # Errors
-    /// The OS error; `WouldBlock` when the read timeout expires or in non-blocking mode.
+    /// `WouldBlock` when the read timeout expires or in non-blocking mode.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.inner.io(Dir::Read, |s| s.recv_from(buf))
     }
@@ -220,9 +199,6 @@ impl UnixDatagram {
     }
 
     /// The local address.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().local_addr()
     }
@@ -236,9 +212,6 @@ impl UnixDatagram {
     }
 
     /// Shuts down the read half, the write half or both.
-    ///
-    /// # Errors
-    /// The OS error.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.inner.get().shutdown(how)
     }

@@ -115,6 +115,7 @@ impl<T, E> AsyncResult<T, E> {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when nothing can ever set it (a deadlock).
+    #[track_caller]
     pub fn wait(&self) -> Result<(), TimedOut> {
         self.wait_deadline(None)
     }
@@ -149,6 +150,7 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     ///
     /// # Panics
     /// As [`wait`](AsyncResult::wait).
+    #[track_caller]
     pub fn get(&self) -> Result<T, GetError<E>> {
         self.get_deadline(None)
     }
@@ -160,6 +162,7 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     ///
     /// # Panics
     /// As [`wait`](AsyncResult::wait).
+    #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError<E>> {
         self.get_deadline(deadline_after(timeout))
     }
@@ -171,6 +174,7 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     ///
     /// # Panics
     /// As [`wait`](AsyncResult::wait).
+    #[track_caller]
     pub fn get_deadline(&self, deadline: Option<Instant>) -> Result<T, GetError<E>> {
         self.wait_deadline(deadline)?;
         match self.try_get() {

@@ -68,6 +68,7 @@ impl Event {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when nothing can ever set the event (a deadlock).
+    #[track_caller]
     pub fn wait(&self) -> Result<(), TimedOut> {
         self.wait_deadline(None)
     }
@@ -77,6 +78,7 @@ impl Event {
     ///
     /// # Panics
     /// As [`wait`](Event::wait).
+    #[track_caller]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(deadline_after(timeout)).is_ok()
     }
@@ -88,6 +90,7 @@ impl Event {
     ///
     /// # Panics
     /// As [`wait`](Event::wait).
+    #[track_caller]
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         if self.flag.get() {
             return Ok(());

@@ -51,6 +51,11 @@
 //! fn shared<T: Sync>(_: &T) {}
 //! shared(&greenhub::sync::Event::new()); // Event is !Sync
 //! ```
+//!
+//! # Panics
+//!
+//! Every blocking method (each says so in its own `# Panics`) panics, naming the caller, inside
+//! the hub and after this thread's hub was torn down (see [`hub`](crate::hub#misuse)).
 
 #![deny(unsafe_code)]
 

@@ -71,8 +71,8 @@ pub use crossbeam_channel::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
-use crate::handoff::{Blocker, Notifier};
-use crate::hub::Wake;
+use crate::remote::blocker::{Blocker, Notifier};
+use crate::rt::Wake;
 
 /// One side's waiters.
 struct Waiters {
@@ -170,6 +170,7 @@ impl Drop for Registration<'_> {
 ///
 /// # Panics
 /// If `cap` is 0 (rendezvous channels are not supported; use `bounded(1)`).
+#[track_caller]
 pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     assert!(
         cap > 0,
@@ -317,6 +318,7 @@ impl<T> Sender<T> {
     ///
     /// # Panics
     /// Inside a hub callback.
+    #[track_caller]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         match self.send_deadline(value, None, false) {
             Ok(()) => Ok(()),
@@ -334,6 +336,7 @@ impl<T> Sender<T> {
     ///
     /// # Panics
     /// Inside a hub callback.
+    #[track_caller]
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_deadline(value, Instant::now().checked_add(timeout), true)
     }
@@ -419,6 +422,7 @@ impl<T> Receiver<T> {
     ///
     /// # Panics
     /// Inside a hub callback.
+    #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_deadline(None, false).map_err(|_| RecvError)
     }
@@ -431,6 +435,7 @@ impl<T> Receiver<T> {
     ///
     /// # Panics
     /// Inside a hub callback.
+    #[track_caller]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(Instant::now().checked_add(timeout), true)
     }
@@ -482,6 +487,7 @@ impl<T> Receiver<T> {
 ///
 /// # Panics
 /// Inside a hub callback.
+#[track_caller]
 pub fn select<T>(receivers: &[&Receiver<T>]) -> Result<(usize, T), RecvError> {
     select_deadline(receivers, None, false).map_err(|_| RecvError)
 }
@@ -494,6 +500,7 @@ pub fn select<T>(receivers: &[&Receiver<T>]) -> Result<(usize, T), RecvError> {
 ///
 /// # Panics
 /// Inside a hub callback.
+#[track_caller]
 pub fn select_timeout<T>(
     receivers: &[&Receiver<T>],
     timeout: Duration,

@@ -105,6 +105,7 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when the lock can never be released (a deadlock).
+    #[track_caller]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, TimedOut> {
         self.lock_deadline(None)
     }
@@ -116,6 +117,7 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Panics
     /// As [`lock`](Mutex::lock).
+    #[track_caller]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, TimedOut> {
         self.lock_deadline(deadline_after(timeout))
     }
@@ -127,6 +129,7 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Panics
     /// As [`lock`](Mutex::lock).
+    #[track_caller]
     pub fn lock_deadline(&self, deadline: Option<Instant>) -> Result<MutexGuard<'_, T>, TimedOut> {
         if let Some(g) = self.try_lock() {
             return Ok(g);

@@ -304,6 +304,7 @@ impl<T, O: Order<T>> Queue<T, O> {
     /// # Panics
     /// Inside the hub when the queue is full; in the main greenlet when no getter can ever make
     /// room (a deadlock).
+    #[track_caller]
     pub fn put(&self, item: T) -> Result<(), Full<T>> {
         self.put_deadline(item, None)
     }
@@ -315,6 +316,7 @@ impl<T, O: Order<T>> Queue<T, O> {
     ///
     /// # Panics
     /// As [`put`](Queue::put).
+    #[track_caller]
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
         self.put_deadline(item, deadline_after(timeout))
     }
@@ -326,6 +328,7 @@ impl<T, O: Order<T>> Queue<T, O> {
     ///
     /// # Panics
     /// As [`put`](Queue::put).
+    #[track_caller]
     pub fn put_deadline(&self, item: T, deadline: Option<Instant>) -> Result<(), Full<T>> {
         let item = match self.try_put(item) {
             Ok(()) => return Ok(()),
@@ -363,6 +366,7 @@ impl<T, O: Order<T>> Queue<T, O> {
     /// # Panics
     /// Inside the hub when the queue is empty; in the main greenlet when no item can ever come (a
     /// deadlock).
+    #[track_caller]
     pub fn get(&self) -> Result<T, TimedOut> {
         self.get_deadline(None)
     }
@@ -374,6 +378,7 @@ impl<T, O: Order<T>> Queue<T, O> {
     ///
     /// # Panics
     /// As [`get`](Queue::get).
+    #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, TimedOut> {
         self.get_deadline(deadline_after(timeout))
     }
@@ -385,6 +390,7 @@ impl<T, O: Order<T>> Queue<T, O> {
     ///
     /// # Panics
     /// As [`get`](Queue::get).
+    #[track_caller]
     pub fn get_deadline(&self, deadline: Option<Instant>) -> Result<T, TimedOut> {
         if let Some(item) = self.try_get() {
             return Ok(item);
@@ -522,6 +528,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Panics
     /// As [`Queue::put`].
+    #[track_caller]
     pub fn put(&self, item: T) -> Result<(), Full<T>> {
         self.count(self.queue.put(item))
     }
@@ -533,6 +540,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Panics
     /// As [`Queue::put`].
+    #[track_caller]
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
         self.count(self.queue.put_timeout(item, timeout))
     }
@@ -549,6 +557,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Panics
     /// As [`Queue::get`].
+    #[track_caller]
     pub fn get(&self) -> Result<T, TimedOut> {
         self.queue.get()
     }
@@ -560,6 +569,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Panics
     /// As [`Queue::get`].
+    #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, TimedOut> {
         self.queue.get_timeout(timeout)
     }
@@ -568,6 +578,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Panics
     /// If called more times than items were put.
+    #[track_caller]
     pub fn task_done(&self) {
         let n = self.unfinished.get();
         assert!(
@@ -587,6 +598,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when the count can never reach zero (a deadlock).
+    #[track_caller]
     pub fn join(&self) -> Result<(), TimedOut> {
         self.join_deadline(None)
     }
@@ -596,6 +608,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Panics
     /// As [`join`](JoinableQueue::join).
+    #[track_caller]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.join_deadline(deadline_after(timeout)).is_ok()
     }
@@ -660,6 +673,7 @@ impl<T> Channel<T> {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when no getter can ever come (a deadlock).
+    #[track_caller]
     pub fn put(&self, item: T) -> Result<(), Full<T>> {
         self.queue.put(item)
     }
@@ -671,6 +685,7 @@ impl<T> Channel<T> {
     ///
     /// # Panics
     /// As [`put`](Channel::put).
+    #[track_caller]
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
         self.queue.put_timeout(item, timeout)
     }
@@ -690,6 +705,7 @@ impl<T> Channel<T> {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when no putter can ever come (a deadlock).
+    #[track_caller]
     pub fn get(&self) -> Result<T, TimedOut> {
         self.queue.get()
     }
@@ -701,6 +717,7 @@ impl<T> Channel<T> {
     ///
     /// # Panics
     /// As [`get`](Channel::get).
+    #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, TimedOut> {
         self.queue.get_timeout(timeout)
     }

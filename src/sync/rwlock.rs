@@ -106,6 +106,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when the lock can never be granted (a deadlock).
+    #[track_caller]
     pub fn read(&self) -> Result<RwLockReadGuard<'_, T>, TimedOut> {
         self.read_deadline(None)
     }
@@ -117,6 +118,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Panics
     /// As [`read`](RwLock::read).
+    #[track_caller]
     pub fn read_timeout(&self, timeout: Duration) -> Result<RwLockReadGuard<'_, T>, TimedOut> {
         self.read_deadline(deadline_after(timeout))
     }
@@ -128,6 +130,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Panics
     /// As [`read`](RwLock::read).
+    #[track_caller]
     pub fn read_deadline(
         &self,
         deadline: Option<Instant>,
@@ -150,6 +153,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Panics
     /// As [`read`](RwLock::read).
+    #[track_caller]
     pub fn write(&self) -> Result<RwLockWriteGuard<'_, T>, TimedOut> {
         self.write_deadline(None)
     }
@@ -161,6 +165,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Panics
     /// As [`read`](RwLock::read).
+    #[track_caller]
     pub fn write_timeout(&self, timeout: Duration) -> Result<RwLockWriteGuard<'_, T>, TimedOut> {
         self.write_deadline(deadline_after(timeout))
     }
@@ -172,6 +177,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Panics
     /// As [`read`](RwLock::read).
+    #[track_caller]
     pub fn write_deadline(
         &self,
         deadline: Option<Instant>,

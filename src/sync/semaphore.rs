@@ -100,6 +100,7 @@ impl Semaphore {
     ///
     /// # Panics
     /// Inside the hub; in the main greenlet when no permit can ever come (a deadlock).
+    #[track_caller]
     pub fn acquire(&self) -> Result<(), TimedOut> {
         self.acquire_deadline(None)
     }
@@ -108,6 +109,7 @@ impl Semaphore {
     ///
     /// # Panics
     /// As [`acquire`](Semaphore::acquire).
+    #[track_caller]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
         self.acquire_deadline(deadline_after(timeout)).is_ok()
     }
@@ -119,6 +121,7 @@ impl Semaphore {
     ///
     /// # Panics
     /// As [`acquire`](Semaphore::acquire).
+    #[track_caller]
     pub fn acquire_deadline(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         if self.try_acquire() {
             return Ok(());
@@ -143,6 +146,7 @@ impl Semaphore {
     ///
     /// # Panics
     /// As [`acquire`](Semaphore::acquire).
+    #[track_caller]
     pub fn access(&self) -> Result<SemaphoreGuard<'_>, TimedOut> {
         self.acquire()?;
         Ok(SemaphoreGuard { sem: self })
@@ -155,6 +159,7 @@ impl Semaphore {
     ///
     /// # Panics
     /// As [`acquire`](Semaphore::acquire).
+    #[track_caller]
     pub fn access_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, TimedOut> {
         self.acquire_deadline(deadline_after(timeout))?;
         Ok(SemaphoreGuard { sem: self })
@@ -166,6 +171,7 @@ impl Semaphore {
     /// # Panics
     /// For a [`BoundedSemaphore`], when it would raise the free permits above the initial count
     /// (more releases than acquires).
+    #[track_caller]
     pub fn release(&self) {
         if let Some(bound) = self.bound {
             assert!(

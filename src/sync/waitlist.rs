@@ -35,8 +35,8 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use crate::greenlet::Waiter;
-use crate::hub::{self, WaitOn, Wake};
+use crate::rt::Waiter;
+use crate::rt::{current_hub, WaitOn, Wake};
 
 struct Entry<P> {
     waiter: Waiter,
@@ -279,12 +279,13 @@ impl<P, F: FnMut(Removed<P>)> Drop for Registration<'_, P, F> {
 
 /// Registers the running greenlet in `list` (with `value`, putter style) and returns the guard.
 /// Pair with `hub.park` for waits that register in several lists (`pool::wait_any`).
+#[track_caller]
 pub(crate) fn register<P, F: FnMut(Removed<P>)>(
     list: &WaitList<P>,
     value: Option<P>,
     give_back: F,
 ) -> Registration<'_, P, F> {
-    let ticket = list.push(hub::current_hub().current_waiter(), value);
+    let ticket = list.push(current_hub().current_waiter(), value);
     Registration {
         list,
         ticket: Some(ticket),
@@ -299,6 +300,7 @@ pub(crate) fn register<P, F: FnMut(Removed<P>)>(
 ///
 /// A notification wins over a timeout that races it: if the entry was notified, `notified` is true
 /// whatever `wake` says.
+#[track_caller]
 pub(crate) fn wait<P, F: FnMut(Removed<P>)>(
     list: &WaitList<P>,
     value: Option<P>,
@@ -306,7 +308,7 @@ pub(crate) fn wait<P, F: FnMut(Removed<P>)>(
     deadline: Option<Instant>,
     give_back: F,
 ) -> Outcome<P> {
-    let hub = hub::current_hub();
+    let hub = current_hub();
     let mut give_back = give_back;
     let mut value = value;
     loop {

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! The job's completion wakes the parked greenlet through its hub's cross-thread queue (see
-//! `handoff`): one message per job, coalesced into one wake-up per burst.
+//! `rt/mailbox.rs`): one message per job, coalesced into one wake-up per burst.
 //!
 //! # Caveats
 //! - A job cannot be cancelled: if the waiting greenlet is killed, the job still runs to the end on
@@ -35,8 +35,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::handoff::{Blocker, Notifier};
-use crate::hub::{self, Wake};
+use super::blocker::{Blocker, Notifier};
+use crate::rt::{existing_hub, Wake};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -270,12 +270,26 @@ where
 /// # Panics
 /// Resumes `f`'s panic in the caller. Panics inside a hub callback (it would block the hub).
 /// A kill of the waiting greenlet unwinds from here as from any blocking call (the job runs on).
+///
+/// # Examples
+/// ```
+/// use greenhub::{hub, threadpool};
+///
+/// hub::run(|| {
+///     // CPU work on a pool thread; the hub's other greenlets keep running meanwhile.
+///     let ticker = hub::spawn(|| hub::yield_now());
+///     let n = threadpool::unblock(|| (1..=1_000u64).sum::<u64>());
+///     assert_eq!(n, 500_500);
+///     ticker.join().unwrap();
+/// });
+/// ```
+#[track_caller]
 pub fn unblock<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    if hub::existing_hub().is_none() {
+    if existing_hub().is_none() {
         return f();
     }
     match run_parked(f, None, false) {
@@ -290,12 +304,13 @@ where
 ///
 /// # Panics
 /// As [`unblock`].
+#[track_caller]
 pub fn unblock_timeout<F, T>(timeout: Duration, f: F) -> Option<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    if hub::existing_hub().is_none() {
+    if existing_hub().is_none() {
         return Some(f());
     }
     match run_parked(f, Instant::now().checked_add(timeout), false) {

@@ -7,13 +7,13 @@
 //! trampoline, which calls the entry function.
 //!
 //! The switch saves only the ABI's callee-saved state; which context runs on which stack, and the
-//! copying of stack slices, are decided in Rust by the hub (see `stack.rs` and `hub.rs`).
+//! copying of stack slices, are decided in Rust by the hub (see `stack.rs` and `rt/`).
 
 #[cfg(all(target_arch = "x86_64", unix, not(target_os = "macos")))]
-core::arch::global_asm!(include_str!("../arch/x86_64_sysv.s"));
+core::arch::global_asm!(include_str!("../../arch/x86_64_sysv.s"));
 
 #[cfg(all(target_arch = "aarch64", unix, not(target_os = "macos")))]
-core::arch::global_asm!(include_str!("../arch/aarch64_aapcs.s"));
+core::arch::global_asm!(include_str!("../../arch/aarch64_aapcs.s"));
 
 #[cfg(not(all(
     any(target_arch = "x86_64", target_arch = "aarch64"),
@@ -22,7 +22,7 @@ core::arch::global_asm!(include_str!("../arch/aarch64_aapcs.s"));
 )))]
 compile_error!(
     "greenhub has a context switch for x86_64 System V and aarch64 AAPCS64 ELF targets only \
-     (Linux, the BSDs); add arch/<arch>_<abi>.s and its frame layout in src/arch.rs for others"
+     (Linux, the BSDs); add arch/<arch>_<abi>.s and its frame layout in src/sys/switch.rs for others"
 );
 
 /// The function a fresh frame enters: `entry(value, arg)`, where `value` is what the first switch
@@ -74,7 +74,7 @@ pub(crate) unsafe fn init_frame(top: *mut u8, entry: Entry, arg: usize) -> *mut 
     let trampoline = greenhub_v0_trampoline as *const () as usize;
     // memcheck may consider these bytes inaccessible (a previous worker's stack pointer moved
     // above them); they are ours to write now.
-    crate::valgrind::make_mem_undefined(sp, top);
+    super::valgrind::make_mem_undefined(sp, top);
     // SAFETY: the caller guarantees the FRAME_BYTES below `top` are writable and unused; `sp` is
     // 16-byte aligned because `top` is and FRAME_BYTES is a multiple of 16.
     unsafe {

@@ -20,7 +20,7 @@
 //!   publishing "who runs" costs the switch path nothing. The handler reads that cell on the thread
 //!   that faulted, which is the thread that wrote it: a guard-page fault is synchronous, and every
 //!   store to `current` precedes the opaque assembly switch into the greenlet that faulted, so the
-//!   value is in memory. The core it names is owned by `Hub::running` while it runs (invariant 9).
+//!   value is in memory. The core it names is owned by `Hub::running` while it runs (rt invariant 9).
 //! - The handler ([`on_fault`]) runs on an alternate signal stack (`SA_ONSTACK`): the faulting stack
 //!   has no room left. Rust's runtime gives its main thread and the threads it spawns one; `register`
 //!   checks with `sigaltstack` and maps one of its own only if the thread has none (freed with the
@@ -45,13 +45,14 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::io;
-use std::mem;
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 
-use crate::greenlet::Core;
-use crate::stack::{page_size, Stack};
+use super::task::Core;
+use crate::stack::Stack;
+use crate::sys::mmap::{GuardedMapping, Reserve};
+use crate::sys::signal::{self, gettid};
 
 /// Hubs whose overflows can be named at the same time.
 pub(crate) const MAX_HUBS: usize = 128;
@@ -175,30 +176,16 @@ pub(crate) fn register(
     Registration { slot, alt }
 }
 
-fn gettid() -> i64 {
-    // SAFETY: gettid has no arguments and no memory effects; it is async-signal-safe.
-    i64::from(unsafe { libc::syscall(libc::SYS_gettid) } as i32)
-}
-
 fn install_handlers() {
     for (sig, prev) in [(libc::SIGSEGV, &PREV_SEGV), (libc::SIGBUS, &PREV_BUS)] {
-        // SAFETY: sigaction with a null new action only reads the current one into `old`, a
-        // zeroed plain-data struct owned by this frame.
-        let mut old: libc::sigaction = unsafe { mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::sigaction(sig, ptr::null(), &mut old) } != 0 {
+        let Ok(old) = signal::action(sig) else {
             continue;
-        }
+        };
         let _ = prev.set(old);
-        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; we fill it in.
-        let mut new: libc::sigaction = unsafe { mem::zeroed() };
-        new.sa_sigaction = on_fault as *const () as usize;
-        new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        // SAFETY: `new.sa_mask` is a valid sigset_t owned by this frame.
-        unsafe { libc::sigemptyset(&mut new.sa_mask) };
-        // SAFETY: installs a handler that only performs async-signal-safe operations (see
-        // `on_fault`); `new` is fully initialised.
-        unsafe { libc::sigaction(sig, &new, ptr::null_mut()) };
+        // `on_fault` performs only async-signal-safe operations (invariant O1).
+        if let Err(e) = signal::install(sig, on_fault, libc::SA_ONSTACK) {
+            tracing::warn!("greenhub: cannot install the stack-overflow reporter: {e}");
+        }
     }
 }
 
@@ -251,14 +238,14 @@ fn lookup(addr: usize) -> Option<Hit> {
 /// The `SIGSEGV`/`SIGBUS` handler. Async-signal-safe: see the module docs.
 extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler of SIGSEGV/SIGBUS.
-    let addr = unsafe { (*info).si_addr() } as usize;
+    let addr = unsafe { signal::fault_address(info) };
     if let Some(hit) = lookup(addr) {
         let mut m = Msg::new();
         m.push(b"\ngreenhub: ");
         match hit {
             Hit::Shared { kib, core } if !core.is_null() => {
                 // SAFETY: a non-null `current` names the running greenlet's core, owned by
-                // `Hub::running` while it runs (invariant 9); `id` and `name` never change after
+                // `Hub::running` while it runs (rt invariant 9); `id` and `name` never change after
                 // construction, so reading them here races with nothing.
                 let core = unsafe { &*core };
                 m.push(b"greenlet ");
@@ -287,9 +274,8 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c
             }
         }
         m.push(b"\nfatal runtime error: stack overflow, aborting\n");
-        m.write_stderr();
-        // SAFETY: abort is async-signal-safe and never returns.
-        unsafe { libc::abort() };
+        signal::write_stderr(m.bytes());
+        signal::abort();
     }
     chain(sig, info, ctx);
 }
@@ -302,33 +288,18 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
         PREV_SEGV.get()
     };
     let Some(prev) = prev else {
-        return restore_default(sig);
+        return signal::set_default(sig);
     };
     let h = prev.sa_sigaction;
     if h == libc::SIG_DFL || h == libc::SIG_IGN {
         // Put the old disposition back and return: the faulting instruction runs again and the
         // kernel applies it (for a fault that is the default action: the process dies by `sig`).
-        // SAFETY: `prev` is a sigaction read from the kernel in `install_handlers`.
-        unsafe { libc::sigaction(sig, prev, ptr::null_mut()) };
-    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: with SA_SIGINFO the previous handler has this signature; it gets exactly the
-        // arguments the kernel gave us.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
-            unsafe { mem::transmute(h) };
-        f(sig, info, ctx);
+        signal::restore(sig, prev);
     } else {
-        // SAFETY: without SA_SIGINFO the previous handler takes the signal number only.
-        let f: extern "C" fn(libc::c_int) = unsafe { mem::transmute(h) };
-        f(sig);
+        // SAFETY: `prev` holds a real handler (checked above), read from the kernel before ours
+        // was installed; `info` and `ctx` are the arguments of the fault being handled (O3).
+        unsafe { signal::call_handler(prev, sig, info, ctx) };
     }
-}
-
-fn restore_default(sig: libc::c_int) {
-    // SAFETY: a zeroed sigaction with SIG_DFL (0) is the default disposition.
-    let mut dfl: libc::sigaction = unsafe { mem::zeroed() };
-    dfl.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: `dfl` is fully initialised.
-    unsafe { libc::sigaction(sig, &dfl, ptr::null_mut()) };
 }
 
 /// A message formatted without allocating, for the signal handler.
@@ -374,98 +345,43 @@ impl Msg {
         self.push(&digits[i..]);
     }
 
-    fn write_stderr(&self) {
-        let mut done = 0;
-        while done < self.len {
-            // SAFETY: write(2) reads `len - done` initialised bytes of our buffer; async-signal-safe.
-            let n = unsafe {
-                libc::write(
-                    libc::STDERR_FILENO,
-                    self.buf[done..self.len].as_ptr().cast(),
-                    self.len - done,
-                )
-            };
-            if n <= 0 {
-                break;
-            }
-            done += n as usize;
-        }
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
 /// An alternate signal stack this module mapped for a thread that had none.
 struct AltStack {
-    base: *mut u8,
-    len: usize,
+    map: Option<GuardedMapping>,
 }
 
 impl AltStack {
     /// Maps and installs an alternate signal stack if the calling thread has none.
     fn ensure() -> io::Result<Option<AltStack>> {
-        // SAFETY: a zeroed stack_t is plain data; sigaltstack with a null new stack only reads.
-        let mut old: libc::stack_t = unsafe { mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::sigaltstack(ptr::null(), &mut old) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if old.ss_flags & libc::SS_DISABLE == 0 {
+        if signal::alt_stack()?.is_some() {
             return Ok(None); // Rust's runtime (or the application) gave the thread one
         }
-        let page = page_size();
-        let len = ALT_STACK_SIZE + page;
-        // SAFETY: a fresh anonymous private mapping aliases nothing; checked for MAP_FAILED.
-        let base = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = base.cast::<u8>();
-        let alt = AltStack { base, len };
-        // SAFETY: the lowest page of our own mapping becomes its guard.
-        if unsafe { libc::mprotect(base.cast(), page, libc::PROT_NONE) } != 0 {
-            return Err(io::Error::last_os_error()); // `alt` unmaps on drop
-        }
-        let new = libc::stack_t {
-            ss_sp: base.wrapping_add(page).cast(),
-            ss_flags: 0,
-            ss_size: ALT_STACK_SIZE,
-        };
-        // SAFETY: `new` describes writable memory we own until `drop` disables it again.
-        if unsafe { libc::sigaltstack(&new, ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Some(alt))
+        let map = GuardedMapping::new(ALT_STACK_SIZE, 1, Reserve::Now)?;
+        // SAFETY: the usable part of our own mapping stays mapped until `drop` disables the
+        // alternate stack again (O1).
+        unsafe { signal::set_alt_stack(map.limit(), map.usable()) }?;
+        Ok(Some(AltStack { map: Some(map) }))
     }
 }
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        let ours = self.base.wrapping_add(page_size());
-        // SAFETY: reading the current alternate stack into a zeroed plain-data struct.
-        let mut cur: libc::stack_t = unsafe { mem::zeroed() };
-        // SAFETY: as above.
-        let ok = unsafe { libc::sigaltstack(ptr::null(), &mut cur) } == 0;
-        if ok && cur.ss_sp.cast::<u8>() == ours {
-            if cur.ss_flags & libc::SS_ONSTACK != 0 {
-                return; // running on it (cannot happen outside a handler): leak rather than free
+        let Some(map) = self.map.take() else { return };
+        if let Ok(Some((low, _, on_it))) = signal::alt_stack() {
+            if low == map.limit() {
+                if on_it {
+                    // Running on it (cannot happen outside a handler): leak rather than free.
+                    std::mem::forget(map);
+                    return;
+                }
+                signal::disable_alt_stack();
             }
-            let off = libc::stack_t {
-                ss_sp: ptr::null_mut(),
-                ss_flags: libc::SS_DISABLE,
-                ss_size: 0,
-            };
-            // SAFETY: disabling the alternate stack of this thread, which is ours.
-            unsafe { libc::sigaltstack(&off, ptr::null_mut()) };
         }
-        // SAFETY: our own mapping from `ensure`, no longer installed as this thread's signal stack.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
+        drop(map); // no longer installed as this thread's signal stack: unmapped
     }
 }

@@ -1,0 +1,325 @@
+//! The per-thread hub: its state, its creation, and how code finds it.
+//!
+//! # Why the thread state is shaped like this
+//!
+//! Every hub thread has three kinds of stack (ARCHITECTURE.md has the diagram):
+//!
+//! - the **main greenlet** runs on the thread's own stack and is never copied;
+//! - the **hub context** runs on a dedicated mmap'd stack: the loop (`sched.rs`), the timers, the
+//!   `mio` poll (`io.rs`), and the copying of stack slices (`slicing.rs`) — which is why the copying
+//!   is safe: nothing the hub needs lives in the region it overwrites;
+//! - **workers** all run on one shared stack. The one whose bytes are there is the *occupant*; the
+//!   others live as heap slices (`stack::Slice`) until the hub resumes them.
+//!
+//! The hub lives in a `Box` whose address a `const` thread-local holds; it is created on first use
+//! and torn down by a thread-local destructor at thread exit (`teardown.rs`), after every live
+//! greenlet has been killed and unwound. `Hub` is reachable only through [`current_hub`], so it
+//! never leaves its thread.
+//!
+//! The fields are `pub(super)`: the files of `rt/` are one module split by topic, and nothing
+//! outside `rt/` touches a field; it calls the methods.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use slab::Slab;
+
+use super::beacon::Beacon;
+use super::config::Settings;
+use super::guard;
+use super::io::{IoSlot, WAKER_TOKEN};
+use super::mailbox::Mailbox;
+use super::stats::Counters;
+use super::task::{Core, Kind, Task, Waiter};
+use super::timer::Timers;
+use crate::stack::Stack;
+use crate::sys::switch as arch;
+
+/// The per-thread hub. See the module docs.
+pub(crate) struct Hub {
+    /// The guard pages of `shared` and `hub_stack` in the overflow handler's table. First field:
+    /// dropped (deregistered) before the stacks are unmapped.
+    pub(super) overflow: guard::Registration,
+    /// The stack every worker runs on.
+    pub(super) shared: Stack,
+    /// The hub context's own stack. Kept only so it stays mapped.
+    pub(super) hub_stack: Stack,
+    /// The hub context's saved stack pointer while a greenlet runs.
+    pub(super) hub_sp: Cell<*mut u8>,
+    /// The thread's main greenlet.
+    pub(super) main: Rc<dyn Task>,
+    /// Core of the running greenlet; null while the hub context runs. Points into the task owned
+    /// by `running`. Read by the overflow handler (`guard.rs`).
+    pub(super) current: Cell<*const Core>,
+    /// Owns the running greenlet (main or worker) while it runs. A `Cell` (take/set), not a
+    /// `RefCell`: this is touched twice per switch.
+    pub(super) running: Cell<Option<Rc<dyn Task>>>,
+    /// The worker whose bytes are on the shared stack.
+    pub(super) occupant: Cell<Option<Rc<dyn Task>>>,
+    /// The occupant's core, for the pointer comparison on the lazy path; null if none.
+    pub(super) occupant_core: Cell<*const Core>,
+    /// FIFO of greenlets to resume.
+    pub(super) ready: RefCell<VecDeque<Rc<dyn Task>>>,
+    /// Resumes left in the current loop iteration (see `yield_now`'s fast path).
+    pub(super) budget: Cell<usize>,
+    /// The greenlet that just switched to the hub yielded: put it back in the ready queue.
+    pub(super) requeue: Cell<bool>,
+    /// Functions to run on the hub's stack at the next iteration.
+    pub(super) callbacks: RefCell<VecDeque<Box<dyn FnOnce()>>>,
+    /// Every spawned, unfinished worker. Owning them here keeps parked cores alive.
+    pub(super) live: RefCell<Slab<Rc<dyn Task>>>,
+    pub(super) timers: RefCell<Timers<Waiter>>,
+    pub(super) poll: RefCell<mio::Poll>,
+    pub(super) events: RefCell<mio::Events>,
+    /// Set by other threads before they wake this hub through the mailbox's waker; tells the loop
+    /// a poll is worth a syscall.
+    pub(super) remote_pending: Arc<AtomicBool>,
+    /// The cross-thread mailbox: the queue other threads push jobs and wake-ups onto, and the
+    /// slots of greenlets waiting for them (`mailbox.rs`). Drained by the loop after each poll.
+    pub(super) mailbox: Mailbox,
+    /// Set when the blocked-hub monitor watches this hub; published to on every switch
+    /// (`beacon.rs`).
+    pub(super) beacon: OnceCell<Arc<Beacon>>,
+    /// I/O registrations by mio token (`io.rs`).
+    pub(super) io: RefCell<Slab<IoSlot>>,
+    /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
+    pub(super) io_waiters: Cell<usize>,
+    pub(super) counters: Counters,
+    pub(super) tearing_down: Cell<bool>,
+}
+
+thread_local! {
+    /// This thread's hub, or null. A `const` Cell of a raw pointer has no destructor, so it stays
+    /// readable while other thread-locals are being destroyed (teardown needs that).
+    pub(super) static CURRENT: Cell<*const Hub> = const { Cell::new(ptr::null()) };
+    /// The hub was torn down (the thread is exiting); using it again is a clear panic.
+    pub(super) static TORN_DOWN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread has (or had) a hub.
+pub(crate) fn has_hub() -> bool {
+    !CURRENT.with(Cell::get).is_null() || TORN_DOWN.with(Cell::get)
+}
+
+/// This thread's hub, created on first use.
+///
+/// # Panics
+/// If the hub was torn down (the thread is exiting) or cannot be created.
+#[track_caller]
+pub(crate) fn current_hub() -> &'static Hub {
+    let p = CURRENT.with(Cell::get);
+    if !p.is_null() {
+        // SAFETY: a non-null CURRENT points at this thread's live hub, which is freed only by the
+        // teardown guard after every frame that could hold this reference has unwound
+        // (invariant 7).
+        return unsafe { &*p };
+    }
+    first_use()
+}
+
+#[cold]
+#[track_caller]
+fn first_use() -> &'static Hub {
+    if TORN_DOWN.with(Cell::get) {
+        panic!(
+            "greenhub: this thread's hub has already been torn down (the thread is exiting); \
+             greenlets cannot be spawned, joined or waited for any more"
+        );
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => panic!("greenhub: cannot create this thread's hub: {e}"),
+    };
+    match Hub::install(&settings) {
+        Ok(h) => h,
+        Err(e) => panic!("greenhub: cannot create this thread's hub: {e}"),
+    }
+}
+
+/// This thread's hub if it exists and is not torn down; never creates one. For destructors (a
+/// socket dropped during thread exit must not resurrect or touch a dead hub).
+pub(crate) fn existing_hub() -> Option<&'static Hub> {
+    let p = CURRENT.with(Cell::get);
+    // SAFETY: as in `current_hub`: a non-null CURRENT points at this thread's live hub.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// The main greenlet's task: a core and nothing to run.
+struct MainTask {
+    core: Core,
+}
+
+impl Task for MainTask {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+    fn run(&self) {
+        unreachable!("greenhub: the main greenlet is never started by the hub")
+    }
+    fn discard(&self) {}
+}
+
+impl Hub {
+    /// Creates this thread's hub with `settings`.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if the thread has (or had) a hub; the OS error if the stacks cannot be
+    /// mapped or the poller created; an error if the thread is exiting.
+    pub(crate) fn install(settings: &Settings) -> io::Result<&'static Hub> {
+        if has_hub() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "this thread already has a greenhub hub",
+            ));
+        }
+        super::teardown::arm()?;
+        let shared = Stack::new(settings.stack_size)?;
+        let hub_stack = Stack::new(settings.hub_stack_size)?;
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let remote_pending = Arc::new(AtomicBool::new(false));
+        // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused (invariant 8); its top
+        // is page aligned.
+        let hub_sp = unsafe { arch::init_frame(hub_stack.top(), hub_entry, 0) };
+        let main: Rc<dyn Task> = Rc::new(MainTask {
+            core: Core::new(Kind::Main, None),
+        });
+        let mut hub = Box::new(Hub {
+            overflow: guard::Registration::none(),
+            shared,
+            hub_stack,
+            hub_sp: Cell::new(hub_sp),
+            current: Cell::new(main.core()),
+            running: Cell::new(Some(main.clone())),
+            main,
+            occupant: Cell::new(None),
+            occupant_core: Cell::new(ptr::null()),
+            ready: RefCell::new(VecDeque::new()),
+            budget: Cell::new(0),
+            requeue: Cell::new(false),
+            callbacks: RefCell::new(VecDeque::new()),
+            live: RefCell::new(Slab::new()),
+            timers: RefCell::new(Timers::new()),
+            poll: RefCell::new(poll),
+            events: RefCell::new(mio::Events::with_capacity(1024)),
+            mailbox: Mailbox::new(waker, remote_pending.clone()),
+            remote_pending,
+            beacon: OnceCell::new(),
+            io: RefCell::new(Slab::new()),
+            io_waiters: Cell::new(0),
+            counters: Counters::default(),
+            tearing_down: Cell::new(false),
+        });
+        // `current` lives in the box, so its address is stable from here on.
+        hub.overflow = guard::register(&hub.shared, &hub.hub_stack, &hub.current);
+        let p: *const Hub = Box::into_raw(hub);
+        CURRENT.with(|c| c.set(p));
+        // SAFETY: just leaked from a Box; freed only by the teardown guard (invariant 7).
+        Ok(unsafe { &*p })
+    }
+
+    /// A clone of the running greenlet's task.
+    #[track_caller]
+    pub(crate) fn running_task(&self) -> Rc<dyn Task> {
+        let t = self
+            .running
+            .take()
+            .expect("greenhub: no greenlet is running");
+        let c = t.clone();
+        self.running.set(Some(t));
+        c
+    }
+
+    /// The running greenlet's core.
+    ///
+    /// # Panics
+    /// Inside the hub context (a callback, or a destructor the hub runs), where blocking or
+    /// switching would deadlock the loop; `doing` says what was attempted.
+    #[track_caller]
+    pub(crate) fn current_core(&self, doing: &str) -> &Core {
+        let p = self.current.get();
+        if p.is_null() {
+            in_hub_panic(doing);
+        }
+        // SAFETY: non-null `current` points at the core of the task owned by `running`, which stays
+        // owned there while that greenlet runs (invariant 9).
+        unsafe { &*p }
+    }
+
+    /// A waiter for the running greenlet's next (or current) park.
+    #[track_caller]
+    pub(crate) fn current_waiter(&self) -> Waiter {
+        let task = self.running_task();
+        let gen = task.core().gen.get();
+        Waiter { task, gen }
+    }
+
+    /// The main greenlet and every spawned, unfinished worker (for `monitor::run_info`).
+    pub(crate) fn all_tasks(&self) -> Vec<Rc<dyn Task>> {
+        let mut v = vec![self.main.clone()];
+        v.extend(self.live.borrow().iter().map(|(_, t)| t.clone()));
+        v
+    }
+
+    /// The cross-thread mailbox of this hub.
+    pub(crate) fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// Has the blocked-hub monitor watch this hub: the beacon is created by `make` the first time
+    /// and published to on every switch from then on. Returns it.
+    pub(crate) fn beacon(&self, make: impl FnOnce() -> Arc<Beacon>) -> &Arc<Beacon> {
+        self.beacon.get_or_init(make)
+    }
+
+    /// Schedules `f` to run on the hub's own stack at the next loop iteration.
+    pub(crate) fn run_callback(&self, f: Box<dyn FnOnce()>) {
+        self.callbacks.borrow_mut().push_back(f);
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn in_hub_panic(doing: &str) -> ! {
+    panic!(
+        "greenhub: cannot {doing} inside the hub (a hub callback or a destructor the hub runs); \
+         blocking or switching there would stop the loop that wakes everyone"
+    )
+}
+
+/// Where every worker starts, on the shared stack, called by the trampoline.
+extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
+    let hub = current_hub();
+    {
+        let task = hub.running_task();
+        // Panics are caught inside `run` (invariant 3), so nothing unwinds into the trampoline.
+        task.run();
+    }
+    let core = hub.current_core("finish");
+    core.finish();
+    hub.switch_to_hub(core);
+    unreachable!("greenhub: a finished greenlet was resumed");
+}
+
+/// The entry of a fresh worker frame (used by `slicing.rs`).
+pub(super) const WORKER_ENTRY: arch::Entry = worker_entry;
+
+/// Where the hub context starts, on the hub's stack, called by the trampoline.
+extern "C" fn hub_entry(_value: usize, _arg: usize) -> ! {
+    let hub = current_hub();
+    // The first arrival (from whichever greenlet blocked first) did not come through `resume`.
+    hub.entered_hub();
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| hub.run_loop()));
+    // Only a panic gets here: a bug in greenhub, or a tracing subscriber that panicked in the hub.
+    eprintln!(
+        "greenhub: the hub's loop panicked; no greenlet of this thread can run any more: aborting"
+    );
+    std::process::abort();
+}

@@ -1,0 +1,195 @@
+//! I/O slots: the readiness and waiters of every descriptor registered with this hub's `mio`
+//! poll, and the dispatch of the events the poll reports.
+//!
+//! A registration's mio token is its index in `Hub::io`. The façade (`crate::reactor`) calls the
+//! `io_*` methods below; nothing outside `rt/` sees a slot.
+//!
+//! mio is edge-triggered: an event arrives when readiness *changes*. [`Hub::poll_io`] turns each
+//! event into "ready" flags and wakes the waiters of that direction; a greenlet that finds the
+//! operation would block clears the flag and queues its waiter ([`Hub::io_arm_wait`]) before it
+//! parks, with no switch in between, so no edge is lost.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+
+use super::hub::Hub;
+use super::stats::add;
+use super::task::{WaitOn, Waiter, Wake};
+
+/// mio token of the hub's waker.
+pub(super) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// Which readiness an operation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+/// An I/O registration's readiness and waiters.
+pub(super) struct IoSlot {
+    readable: Cell<bool>,
+    writable: Cell<bool>,
+    /// The read half hung up or the socket errored: final (no edge will follow), so a read must
+    /// always try the syscall (see `Registered::stream_io`).
+    read_closed: Cell<bool>,
+    /// The same for the write half.
+    write_closed: Cell<bool>,
+    readers: RefCell<Vec<Waiter>>,
+    writers: RefCell<Vec<Waiter>>,
+}
+
+/// Counts this greenlet in `hub.io_waiters` while it is parked on I/O; a drop guard so a kill
+/// unwinding out of `park` still uncounts it.
+struct IoWaitGuard<'a>(&'a Hub);
+
+impl<'a> IoWaitGuard<'a> {
+    fn new(hub: &'a Hub) -> IoWaitGuard<'a> {
+        hub.io_waiters.set(hub.io_waiters.get() + 1);
+        IoWaitGuard(hub)
+    }
+}
+
+impl Drop for IoWaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.io_waiters.set(self.0.io_waiters.get() - 1);
+    }
+}
+
+impl Hub {
+    /// Registers `fd` for both directions; returns its token. A fresh registration counts as
+    /// ready both ways (the first attempt tells).
+    ///
+    /// # Errors
+    /// The error of `epoll_ctl` (`EEXIST`: the descriptor is already in this poll).
+    pub(crate) fn io_register(&self, fd: RawFd) -> io::Result<usize> {
+        let token = self.io.borrow_mut().insert(IoSlot {
+            readable: Cell::new(true),
+            writable: Cell::new(true),
+            read_closed: Cell::new(false),
+            write_closed: Cell::new(false),
+            readers: RefCell::default(),
+            writers: RefCell::default(),
+        });
+        let registered = self.poll.borrow().registry().register(
+            &mut SourceFd(&fd),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        if let Err(e) = registered {
+            self.io.borrow_mut().remove(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// Undoes [`io_register`](Self::io_register). Call before the descriptor closes.
+    pub(crate) fn io_deregister(&'static self, fd: RawFd, token: usize) {
+        let _ = self.poll.borrow().registry().deregister(&mut SourceFd(&fd));
+        match self.io.try_borrow_mut() {
+            Ok(mut io) => drop(io.try_remove(token)),
+            // Dropped from inside poll_io (a Waiter held the last handle to a finished greenlet
+            // whose result owned this socket): remove the slot at the next loop iteration.
+            Err(_) => self.run_callback(Box::new(move || {
+                drop(self.io.borrow_mut().try_remove(token))
+            })),
+        }
+    }
+
+    /// Whether the last transfer of `dir` on `token` showed it not ready, with no readiness edge
+    /// since (a hang-up or error already reported is final: then a call must try).
+    pub(crate) fn io_known_not_ready(&self, token: usize, dir: Dir) -> bool {
+        self.io.borrow().get(token).is_some_and(|slot| match dir {
+            Dir::Read => !slot.readable.get() && !slot.read_closed.get(),
+            Dir::Write => !slot.writable.get() && !slot.write_closed.get(),
+        })
+    }
+
+    /// Records that `dir` on `token` is not ready until the next edge.
+    pub(crate) fn io_mark_not_ready(&self, token: usize, dir: Dir) {
+        if let Some(slot) = self.io.borrow().get(token) {
+            match dir {
+                Dir::Read => slot.readable.set(false),
+                Dir::Write => slot.writable.set(false),
+            }
+        }
+    }
+
+    /// Clears `dir`'s readiness on `token` and queues the running greenlet's waiter there; then
+    /// [`io_park`](Self::io_park) — with no switch in between.
+    ///
+    /// # Panics
+    /// Inside the hub context, or if `token` is not a live registration.
+    #[track_caller]
+    pub(crate) fn io_arm_wait(&self, token: usize, dir: Dir) {
+        self.current_core("wait for I/O");
+        let io = self.io.borrow();
+        let slot = io
+            .get(token)
+            .expect("greenhub: a live socket's I/O slot is missing");
+        let (flag, list) = match dir {
+            Dir::Read => (&slot.readable, &slot.readers),
+            Dir::Write => (&slot.writable, &slot.writers),
+        };
+        flag.set(false);
+        let mut list = list.borrow_mut();
+        // Stale waiters (timed out, killed) are pruned here, so a read with a short timeout in a
+        // loop does not grow the list.
+        list.retain(Waiter::is_pending);
+        list.push(self.current_waiter());
+    }
+
+    /// Parks the running greenlet, counted as an I/O waiter (so the loop blocks in poll rather
+    /// than report a deadlock), until a readiness edge, `deadline` or a kill.
+    pub(crate) fn io_park(&self, token: usize, deadline: Option<Instant>) -> Wake {
+        let _guard = IoWaitGuard::new(self);
+        self.park(WaitOn::Io(token), deadline)
+    }
+
+    pub(super) fn poll_io(&self, timeout: Option<Duration>) {
+        let remote = self.remote_pending.swap(false, Ordering::Acquire);
+        if timeout == Some(Duration::ZERO) && !remote && self.io.borrow().is_empty() {
+            return; // nothing could be reported: spare the syscall
+        }
+        add(&self.counters.polls, 1);
+        let mut events = self.events.borrow_mut();
+        match self.poll.borrow_mut().poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("greenhub: polling for I/O failed: {e}"),
+        }
+        let io = self.io.borrow();
+        for ev in events.iter() {
+            if ev.token() == WAKER_TOKEN {
+                continue; // the loop drains the remote queue right after this poll (handoff)
+            }
+            let Some(slot) = io.get(ev.token().0) else {
+                continue;
+            };
+            if ev.is_read_closed() || ev.is_error() {
+                slot.read_closed.set(true);
+            }
+            if ev.is_write_closed() || ev.is_error() {
+                slot.write_closed.set(true);
+            }
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                slot.readable.set(true);
+                for w in slot.readers.borrow_mut().drain(..) {
+                    self.wake(&w, Wake::Woken);
+                }
+            }
+            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                slot.writable.set(true);
+                for w in slot.writers.borrow_mut().drain(..) {
+                    self.wake(&w, Wake::Woken);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The scheduler: the hub loop, the ready queue, park and wake, kill requests, and the two switch
+//! sites.
+//!
+//! ```text
+//! loop {
+//!     run hub callbacks
+//!     resume up to BUDGET ready greenlets (FIFO), so I/O and timers are never starved
+//!     poll mio (io.rs): timeout 0 if anything is ready, else until the next timer, else forever;
+//!               skipped when nothing is registered and nothing is ready to arrive
+//!     run what other threads sent (mailbox.rs)
+//!     fire expired timers
+//!     with nothing ready, no timer, no I/O waiter and nothing pending from other threads,
+//!     the main greenlet waits for something that can never come: wake it with Deadlock
+//! }
+//! ```
+//!
+//! A switch is always greenlet → hub → greenlet: [`Hub::switch_to_hub`] from a greenlet that
+//! blocks, yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it
+//! the occupant of the shared stack (`slicing.rs`).
+
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::hub::Hub;
+use super::stats::add;
+use super::task::{panic_message, Core, KillSignal, Kind, State, Task, WaitOn, Waiter, Wake};
+use super::timer::TimerKey;
+use crate::sys::switch as arch;
+
+/// Ready greenlets resumed per loop iteration before I/O and timers get their turn.
+const BUDGET: usize = 61;
+
+impl Hub {
+    /// Switches from the running greenlet to the hub context; returns when the hub resumes it.
+    pub(super) fn switch_to_hub(&self, core: &Core) {
+        #[cfg(debug_assertions)]
+        if core.kind == Kind::Worker {
+            let sp = arch::approximate_sp();
+            debug_assert!(
+                self.shared.contains(sp),
+                "greenhub: {} is running off the shared stack ({sp:#x})",
+                core.describe()
+            );
+        }
+        add(&self.counters.switches, 1);
+        // SAFETY: `core.sp` is a heap cell that outlives the switch back (the core is owned by
+        // `live` or is main's); `hub_sp` was stored by the hub context's own last switch or made by
+        // init_frame, and the hub stack is never copied or shared, so its bytes are in place
+        // (invariants 1, 8, 9); nothing unwinds across it (invariant 3).
+        unsafe { arch::switch(core.sp.as_ptr(), self.hub_sp.get(), 0) };
+    }
+
+    /// Suspends the running greenlet until a waiter for this park, `deadline`, or a kill wakes it.
+    ///
+    /// Before parking, the caller puts `current_waiter()` wherever the event will come from.
+    /// Returns why it woke. A kill unwinds from here (the payload is private) unless the greenlet is
+    /// already unwinding, in which case `Wake::Killed` is returned and the caller gives up waiting.
+    /// Inside a timeout scope the park also ends at the scope's deadline, returning
+    /// `Wake::ScopeExpired` (see `crate::timeout`).
+    ///
+    /// # Panics
+    /// Inside the hub, or in the main greenlet when nothing can ever wake it.
+    #[track_caller]
+    pub(crate) fn park(&self, on: WaitOn, deadline: Option<Instant>) -> Wake {
+        let core = self.current_core("block");
+        if core.kill.get() {
+            return deliver_kill(core);
+        }
+        // Only what is live across the switch stays in this frame: a parked greenlet's memory is
+        // mostly its stack slice, so the setup and the aftermath live in out-of-line helpers whose
+        // frames are gone while we are parked.
+        let armed = self.arm_park(core, on, deadline);
+        self.switch_to_hub(core);
+        self.end_park(core, on, armed)
+    }
+
+    /// Starts a park: the timer for the nearest of `deadline` and the enclosing timeout scopes'
+    /// deadlines, and the state change.
+    #[inline(never)]
+    fn arm_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) -> Armed {
+        let gen = core.gen.get();
+        // Timeout scopes: the earliest enclosing scope deadline bounds this park too. `by_scope`
+        // remembers that it, not the caller's own deadline, is the one the timer carries (ties go
+        // to the caller's own deadline).
+        let nearest_scope = core.scopes.borrow().iter().map(|s| s.deadline).min();
+        let (deadline, by_scope) = match (deadline, nearest_scope) {
+            (Some(own), Some(scope)) if scope < own => (Some(scope), true),
+            (None, Some(scope)) => (Some(scope), true),
+            (own, _) => (own, false),
+        };
+        let timer = deadline.map(|d| {
+            let task = self.running_task();
+            self.timers.borrow_mut().insert(d, Waiter { task, gen })
+        });
+        core.park();
+        core.waiting_on.set(on);
+        core.wake.set(Wake::Woken);
+        Armed {
+            timer,
+            deadline: if by_scope { deadline } else { None },
+        }
+    }
+
+    /// Ends a park: cancels its timer and turns the wake reason into the caller's answer.
+    #[inline(never)]
+    #[track_caller]
+    fn end_park(&self, core: &Core, on: WaitOn, armed: Armed) -> Wake {
+        core.gen.set(core.gen.get().wrapping_add(1));
+        core.waiting_on.set(WaitOn::Nothing);
+        if let Some(key) = armed.timer {
+            self.timers.borrow_mut().cancel(key);
+        }
+        match core.wake.get() {
+            Wake::Deadlock => deadlock_panic(core, on),
+            _ if core.kill.get() => deliver_kill(core),
+            Wake::TimedOut if armed.deadline.is_some() => {
+                // The scope deadline fired: record which scope(s) it was, so each can tell whether
+                // the expiry was its own.
+                for s in core.scopes.borrow_mut().iter_mut() {
+                    if Some(s.deadline) == armed.deadline {
+                        s.fired = true;
+                    }
+                }
+                Wake::ScopeExpired
+            }
+            w => w,
+        }
+    }
+
+    /// Puts the running greenlet at the back of the ready queue and lets the others run.
+    #[track_caller]
+    pub(crate) fn yield_now(&self) {
+        let core = self.current_core("yield");
+        if core.kill.get() {
+            deliver_kill(core);
+            return;
+        }
+        // The fast path. The hub is in the middle of an iteration with `budget` resumes left; with
+        // nothing else ready and no callback queued, it would pop this very greenlet next and
+        // resume it, copying nothing. So skip both switches and charge the resume to the budget:
+        // I/O and timers still get their turn after BUDGET resumes, exactly as on the slow path.
+        let budget = self.budget.get();
+        if budget > 0 && self.ready.borrow().is_empty() && self.callbacks.borrow().is_empty() {
+            self.budget.set(budget - 1);
+            return;
+        }
+        core.make_ready();
+        self.requeue.set(true);
+        self.switch_to_hub(core);
+        if core.kill.get() {
+            deliver_kill(core);
+        }
+    }
+
+    /// Wakes `w`'s greenlet if it is still in the park `w` was made for; returns whether it did.
+    pub(crate) fn wake(&self, w: &Waiter, why: Wake) -> bool {
+        if !w.is_pending() {
+            return false;
+        }
+        let core = w.core();
+        core.make_ready();
+        core.wake.set(why);
+        self.ready.borrow_mut().push_back(w.task.clone());
+        true
+    }
+
+    /// Registers a freshly built worker: ready now, or parked until `start`.
+    pub(crate) fn schedule_new(&self, task: Rc<dyn Task>, start: Option<Instant>) {
+        let core = task.core();
+        core.live_key
+            .set(self.live.borrow_mut().insert(task.clone()));
+        add(&self.counters.spawned, 1);
+        match start {
+            None => {
+                core.make_ready();
+                self.ready.borrow_mut().push_back(task);
+            }
+            Some(at) => {
+                core.park();
+                core.waiting_on.set(WaitOn::Start);
+                let gen = core.gen.get();
+                self.timers.borrow_mut().insert(at, Waiter { task, gen });
+            }
+        }
+    }
+
+    /// Asks a greenlet to die. See `Greenlet::kill` for the semantics.
+    pub(crate) fn request_kill(&self, task: &Rc<dyn Task>) {
+        let core = task.core();
+        if core.kind == Kind::Main {
+            return;
+        }
+        match core.state() {
+            State::Finished => {}
+            _ if !core.started.get() => {
+                core.kill.set(true);
+                core.finish();
+                // The closure's destructors run here, on the caller's stack.
+                task.discard();
+                self.retire(task);
+            }
+            State::Running => {
+                core.kill.set(true);
+                deliver_kill(core);
+            }
+            _ if cfg!(panic = "abort") => {
+                tracing::warn!(
+                    greenlet.id = core.id,
+                    "greenhub: {} cannot be unwound under panic=abort; its stack is abandoned and the \
+                     destructors on it will not run",
+                    core.describe()
+                );
+                core.kill.set(true);
+                core.abandon();
+                self.retire(task);
+            }
+            State::Ready => core.kill.set(true),
+            State::Parked | State::New => {
+                core.kill.set(true);
+                let w = Waiter {
+                    task: task.clone(),
+                    gen: core.gen.get(),
+                };
+                self.wake(&w, Wake::Killed);
+            }
+        }
+    }
+
+    /// Forgets a finished worker: frees its slice, removes it from `live`, wakes its joiners.
+    pub(crate) fn retire(&self, task: &Rc<dyn Task>) {
+        let core = task.core();
+        if ptr::eq(self.occupant_core.get(), core) {
+            // Its bytes on the shared stack are dead; nothing needs saving.
+            self.occupant_core.set(ptr::null());
+            drop(self.occupant.take());
+        }
+        core.slice.borrow_mut().release();
+        let removed = self.live.borrow_mut().try_remove(core.live_key.get());
+        debug_assert!(
+            removed.is_some(),
+            "greenhub: {} retired twice",
+            core.describe()
+        );
+        add(&self.counters.finished, 1);
+        let (first, more) = core.take_joiners();
+        for w in first.iter().chain(more.iter()) {
+            self.wake(w, Wake::Woken);
+        }
+        drop(removed);
+    }
+
+    /// Makes `task` (a worker) the occupant of the shared stack, evicting and restoring slices as
+    /// Runs `task` until it switches back to the hub. Hub context only.
+    #[inline]
+    pub(super) fn resume(&self, task: Rc<dyn Task>, core: *const Core) {
+        // SAFETY: `core` is `task.core()`; `task` keeps it alive until it is moved into `running`,
+        // which keeps it alive until we take it back out below (invariant 9).
+        let c = unsafe { &*core };
+        if c.kind == Kind::Worker {
+            self.make_occupant(&task, c);
+        }
+        c.run();
+        let sp = c.sp.get();
+        // monitor: publish who holds the hub (a few relaxed stores; only when monitored).
+        if let Some(b) = self.beacon.get() {
+            b.entering(c);
+        }
+        self.running.set(Some(task));
+        self.current.set(core);
+        add(&self.counters.switches, 1);
+        // SAFETY: `sp` was stored by this greenlet's last switch or made by init_frame, and its
+        // bytes are in place (main's own stack, or make_occupant just restored the worker); the
+        // hub's saved sp goes to a cell of the hub, which outlives the switch back. The hub's frame
+        // holds no owned values across this switch (`task` is in `running`), so abandoning the hub
+        // context at teardown leaks nothing (invariants 1, 3, 7, 8).
+        unsafe { arch::switch(self.hub_sp.as_ptr(), sp, 0) };
+        self.entered_hub();
+    }
+
+    /// Bookkeeping at every arrival in the hub context: nobody runs now; retire the greenlet that
+    /// switched here if it finished.
+    #[inline]
+    pub(super) fn entered_hub(&self) {
+        if let Some(b) = self.beacon.get() {
+            b.left(); // monitor: the loop holds the hub again
+        }
+        let core = self.current.replace(ptr::null());
+        let Some(task) = self.running.take() else {
+            return;
+        };
+        if self.requeue.replace(false) {
+            // It yielded: move it to the back of the queue (no refcount traffic).
+            self.ready.borrow_mut().push_back(task);
+            return;
+        }
+        // SAFETY: `current` named the core of the task just taken from `running` (invariant 9).
+        if !core.is_null() && unsafe { &*core }.is_finished() {
+            self.retire(&task);
+        }
+    }
+
+    /// The loop. Never returns; the hub context is abandoned at teardown.
+    pub(super) fn run_loop(&self) -> ! {
+        loop {
+            add(&self.counters.ticks, 1);
+            self.run_callbacks();
+            self.budget.set(BUDGET);
+            while self.budget.get() > 0 {
+                let Some(task) = self.ready.borrow_mut().pop_front() else {
+                    break;
+                };
+                self.budget.set(self.budget.get() - 1);
+                let core: *const Core = task.core();
+                // SAFETY: `task` owns the core (invariant 9).
+                if unsafe { &*core }.state() == State::Ready {
+                    self.resume(task, core);
+                }
+            }
+            self.budget.set(0);
+            let busy = !self.ready.borrow().is_empty() || !self.callbacks.borrow().is_empty();
+            let timeout = if busy {
+                Some(Duration::ZERO)
+            } else if let Some(at) = self.timers.borrow_mut().next_deadline() {
+                Some(at.saturating_duration_since(Instant::now()))
+            } else if self.io_waiters.get() > 0
+                || self.mailbox.has_remote_sources()
+                // handoff: a message pushed by another thread is on its way
+                || self.mailbox.has_pending()
+            {
+                None
+            } else {
+                self.report_deadlock();
+                continue;
+            };
+            self.poll_io(timeout);
+            // handoff: run what other threads sent (spawns, wake-ups); one atomic load if nothing.
+            self.mailbox.drain(self);
+            self.fire_timers();
+        }
+    }
+
+    /// Nothing can ever wake anybody: the main greenlet must be waiting; wake it with the news.
+    fn report_deadlock(&self) {
+        let main = self.main.core();
+        let w = Waiter {
+            task: self.main.clone(),
+            gen: main.gen.get(),
+        };
+        if !self.wake(&w, Wake::Deadlock) {
+            // Unreachable by construction: the hub runs only when main is parked or ready.
+            eprintln!("greenhub: the hub has nothing to run and the main greenlet is not waiting; aborting");
+            std::process::abort();
+        }
+    }
+
+    fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let Some(w) = self.timers.borrow_mut().pop_expired(now) else {
+                break;
+            };
+            self.wake(&w, Wake::TimedOut);
+        }
+    }
+
+    fn run_callbacks(&self) {
+        let n = self.callbacks.borrow().len();
+        for _ in 0..n {
+            let Some(f) = self.callbacks.borrow_mut().pop_front() else {
+                break;
+            };
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
+                tracing::error!("greenhub: a hub callback panicked: {}", panic_message(&*p));
+            }
+        }
+    }
+}
+
+/// What `arm_park` hands to `end_park` across the switch.
+struct Armed {
+    timer: Option<TimerKey>,
+    /// The scope deadline the timer carries, when a scope's (not the caller's own) deadline won.
+    deadline: Option<Instant>,
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn deadlock_panic(core: &Core, on: WaitOn) -> ! {
+    panic!(
+        "greenhub: {} would block forever waiting for {on}: no greenlet is ready, no timer is \
+         pending, no greenlet waits for I/O and nothing can arrive from another thread",
+        core.describe()
+    )
+}
+
+/// Unwinds the running greenlet with the kill payload, or — if it is already unwinding (a destructor
+/// blocking during the kill) — returns `Wake::Killed` so the blocking call gives up instead.
+fn deliver_kill(core: &Core) -> Wake {
+    if std::thread::panicking() || core.kind == Kind::Main {
+        return Wake::Killed;
+    }
+    panic::resume_unwind(Box::new(KillSignal))
+}
