@@ -329,6 +329,7 @@ impl<T> Drop for Greenlet<T> {
 #[derive(Debug, Default)]
 pub struct Builder {
     name: Option<Box<str>>,
+    exclusive: bool,
 }
 
 impl Builder {
@@ -340,6 +341,24 @@ impl Builder {
     /// Names the greenlet; the name appears in diagnostics (deadlocks, panics, overflow).
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Gives the greenlet a stack region of its own for its whole life: its addresses are never
+    /// shared with another greenlet, so its stack is never copied away while it is parked.
+    ///
+    /// That is what makes it sound to lend the greenlet's stack to something that outlives a
+    /// blocking call: `&mut` locals borrowed by `std::thread::scope` threads (or rayon/crossbeam
+    /// scopes) while the greenlet blocks on greenhub, or a pinned intrusive node on its stack
+    /// (`std::pin::pin!(tokio::sync::Notify::notified())`, `event-listener`) that a notifier
+    /// writes while the greenlet is parked. Without it, another greenlet may later be bound to
+    /// the same region and run over those addresses (see "Stacks" in the crate docs).
+    ///
+    /// Costs a region per live exclusive greenlet (the pages it touched plus a page-table page);
+    /// [`Config::exclusive_stacks`](crate::hub::Config::exclusive_stacks) makes every greenlet
+    /// exclusive.
+    pub fn exclusive_stack(mut self) -> Builder {
+        self.exclusive = true;
         self
     }
 
@@ -357,6 +376,10 @@ impl Builder {
     }
 
     /// Spawns the greenlet to start after `delay` (gevent's `spawn_later`).
+    ///
+    /// # Panics
+    /// As [`spawn`](Self::spawn).
+    #[track_caller]
     pub fn spawn_later<F, T>(self, delay: Duration, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
@@ -375,6 +398,7 @@ impl Builder {
             core: Core::new(Kind::Worker, self.name),
             stage: RefCell::new(Stage::Pending(f)),
         });
+        task.core.exclusive.set(self.exclusive);
         hub.schedule_new(task.clone(), start);
         Greenlet { task }
     }

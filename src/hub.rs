@@ -32,7 +32,9 @@ pub use crate::monitor::{
 };
 pub use crate::remote::handle::{handle, Handle, RemoteGreenlet};
 
-/// Default usable bytes of the shared stack (only touched pages cost memory).
+/// Default most stack regions per hub for greenlets that may share them ([`Config::max_stacks`]).
+pub const DEFAULT_MAX_STACKS: usize = rt::DEFAULT_MAX_STACKS;
+/// Default usable bytes of every stack region (only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = rt::config::DEFAULT_STACK_SIZE;
 /// Default usable bytes of the hub's own stack.
 pub const DEFAULT_HUB_STACK_SIZE: usize = rt::config::DEFAULT_HUB_STACK_SIZE;
@@ -63,6 +65,10 @@ pub struct Stats {
     /// Slice saves by size: entry `k` counts saves of `2^k ..= 2^(k+1) - 1` bytes (entry 0 also
     /// counts empty ones, the last everything from 32 KiB up).
     pub slice_size_histogram: [u64; 16],
+    /// Stack regions the hub has mapped (see [`Config::max_stacks`]).
+    pub stacks: u64,
+    /// Times the pages of a free stack region were given back to the kernel.
+    pub stack_releases: u64,
 }
 /// Hub settings: stack sizes, and whether the blocked-hub monitor watches it. The hub is created
 /// on first use with the defaults (or the `GREENHUB_STACK_SIZE` / `GREENHUB_HUB_STACK_SIZE`
@@ -81,6 +87,8 @@ pub struct Stats {
 pub struct Config {
     stack_size: Option<usize>,
     hub_stack_size: Option<usize>,
+    max_stacks: usize,
+    exclusive_stacks: bool,
     monitor: Option<Duration>,
 }
 
@@ -96,11 +104,13 @@ impl Config {
         Config {
             stack_size: None,
             hub_stack_size: None,
+            max_stacks: DEFAULT_MAX_STACKS,
+            exclusive_stacks: false,
             monitor: None,
         }
     }
 
-    /// Usable bytes of the shared stack all workers run on: the deepest a greenlet may go.
+    /// Usable bytes of every stack region workers run on: the deepest a greenlet may go.
     pub fn stack_size(mut self, bytes: usize) -> Config {
         self.stack_size = Some(bytes);
         self
@@ -109,6 +119,27 @@ impl Config {
     /// Usable bytes of the hub's own stack.
     pub fn hub_stack_size(mut self, bytes: usize) -> Config {
         self.hub_stack_size = Some(bytes);
+        self
+    }
+
+    /// Most stack regions the hub maps for greenlets that may share them (default
+    /// [`DEFAULT_MAX_STACKS`]; at least 1). Greenlets that run get a region of their own while
+    /// there are at most this many of them; beyond it, new greenlets share regions with parked
+    /// ones, whose stack slices are then copied to the heap (see "Stacks" in the crate docs).
+    /// Exclusive greenlets come on top.
+    pub fn max_stacks(mut self, n: usize) -> Config {
+        self.max_stacks = n.max(1);
+        self
+    }
+
+    /// Gives every greenlet of this hub an exclusive stack region, as
+    /// [`Builder::exclusive_stack`] does for one: no greenlet's addresses are ever shared, so no
+    /// stack is ever copied (the fully sound mode; see "Stacks" in the crate docs). Costs a
+    /// region — the pages the greenlet touched plus a page-table page, a few KiB at least — per
+    /// live greenlet, and at most about `vm.max_map_count / 4` greenlets can be alive in the
+    /// process; a spawn beyond that panics when the greenlet first runs.
+    pub fn exclusive_stacks(mut self) -> Config {
+        self.exclusive_stacks = true;
         self
     }
 
@@ -134,15 +165,17 @@ impl Config {
             ));
         }
         let env = match (self.stack_size, self.hub_stack_size) {
-            (Some(s), Some(h)) => Settings {
-                stack_size: s,
-                hub_stack_size: h,
-            },
-            _ => Settings::from_env()?,
+            (Some(s), Some(h)) => (s, h),
+            _ => {
+                let env = Settings::from_env()?;
+                (env.stack_size, env.hub_stack_size)
+            }
         };
         let settings = Settings {
-            stack_size: self.stack_size.unwrap_or(env.stack_size),
-            hub_stack_size: self.hub_stack_size.unwrap_or(env.hub_stack_size),
+            stack_size: self.stack_size.unwrap_or(env.0),
+            hub_stack_size: self.hub_stack_size.unwrap_or(env.1),
+            max_stacks: self.max_stacks,
+            exclusive_stacks: self.exclusive_stacks,
         };
         Hub::install(&settings)?;
         if let Some(limit) = self.monitor {
@@ -327,5 +360,7 @@ pub fn stats() -> Stats {
         ticks: c.ticks.get(),
         polls: c.polls.get(),
         slice_size_histogram: std::array::from_fn(|k| c.slice_sizes[k].get()),
+        stacks: hub.stack_regions() as u64,
+        stack_releases: hub.stack_releases(),
     }
 }

@@ -22,12 +22,40 @@
 //! ## The model in four sentences
 //!
 //! Each OS thread that uses greenhub gets a hub, created on first use. Workers spawned with
-//! [`hub::spawn`] all run on one shared stack per hub; when one blocks, the hub switches to the next
-//! ready greenlet, and copies a worker's live stack slice to the heap only when another worker needs
-//! the shared stack — so a parked greenlet costs only the bytes its stack really uses. One greenlet
-//! runs per thread at a time and is never interrupted between blocking points (the runtime's GIL), so
-//! `Rc`/`RefCell` state shared by the greenlets of one hub is race-free. A started greenlet never
-//! changes thread; greenlets, handles and hub-local types are `!Send`.
+//! [`hub::spawn`] run on the hub's stack regions; when one blocks, the hub switches to the next
+//! ready greenlet. One greenlet runs per thread at a time and is never interrupted between
+//! blocking points (the runtime's GIL), so `Rc`/`RefCell` state shared by the greenlets of one
+//! hub is race-free. A started greenlet never changes thread; greenlets, handles and hub-local
+//! types are `!Send`.
+//!
+//! ## Stacks
+//!
+//! A hub keeps a pool of stack regions (each [`hub::Config::stack_size`] bytes above a guard
+//! page) and binds every greenlet to one region when it first runs, for good. Greenlets that run
+//! get a region of their own while the hub has at most [`hub::Config::max_stacks`] (default
+//! 1,024) of them: switching between them copies nothing. Beyond that, new greenlets are bound to
+//! regions whose greenlets are parked, and greenlets bound to one region share it by **stack
+//! slicing**: the region's occupant keeps its bytes in place, the others' live bytes are copied
+//! to the heap until they are resumed — so a million parked greenlets cost their slices, not a
+//! million stacks. Regions nobody uses give their pages back when the hub goes idle.
+//!
+//! **What sharing rules out.** By default a greenlet's addresses may be shared: while it is
+//! parked, another greenlet bound to the same region may run over them. Safe code that lets
+//! something *outside the greenlet* use its stack across a blocking call would then see another
+//! greenlet's bytes. Two patterns do that:
+//!
+//! - lending locals to other threads — `std::thread::scope` (rayon, crossbeam scopes) — and
+//!   blocking on greenhub inside the scope;
+//! - pinning an intrusive node on the stack that someone else writes while the greenlet is parked
+//!   (`pin!(tokio::sync::Notify::notified())` polled by hand, `event-listener`), then blocking on
+//!   greenhub.
+//!
+//! Spawn such a greenlet with [`hub::Builder::exclusive_stack`]: its region is never given to
+//! another greenlet while it lives, so both patterns are sound; or make every greenlet of a hub
+//! exclusive with [`hub::Config::exclusive_stacks`] (the fully sound mode, at the memory cost of
+//! a region per live greenlet). Everything else — references between greenlets through `Rc`,
+//! the heap, channels, sockets — is unaffected, and greenhub itself never pins anything on a
+//! greenlet's stack.
 //!
 //! ARCHITECTURE.md explains the stacks, the invariants that keep slicing sound, and every `unsafe`
 //! block.

@@ -62,6 +62,12 @@ impl Stack {
         self.map.usable()
     }
 
+    /// Drops the stack's pages (see [`GuardedMapping::release`]); only for a stack no context is
+    /// bound to.
+    pub(crate) fn release(&self) {
+        self.map.release();
+    }
+
     /// Address range of the guard page.
     pub(crate) fn guard(&self) -> std::ops::Range<usize> {
         self.map.guard()

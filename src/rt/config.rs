@@ -2,7 +2,7 @@
 
 use std::io;
 
-/// Default usable bytes of the shared stack (only touched pages cost memory).
+/// Default usable bytes of every stack region (only touched pages cost memory).
 pub(crate) const DEFAULT_STACK_SIZE: usize = 8 << 20;
 /// Default usable bytes of the hub's own stack.
 pub(crate) const DEFAULT_HUB_STACK_SIZE: usize = 1 << 20;
@@ -10,10 +10,14 @@ pub(crate) const DEFAULT_HUB_STACK_SIZE: usize = 1 << 20;
 /// What a hub is created with.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    /// Usable bytes of the shared stack.
+    /// Usable bytes of every stack region: the deepest a greenlet may go.
     pub(crate) stack_size: usize,
     /// Usable bytes of the hub's own stack.
     pub(crate) hub_stack_size: usize,
+    /// Most stack regions for greenlets that may share (`stacks.rs`).
+    pub(crate) max_stacks: usize,
+    /// Every greenlet gets a region of its own.
+    pub(crate) exclusive_stacks: bool,
 }
 
 impl Settings {
@@ -26,6 +30,8 @@ impl Settings {
         Ok(Settings {
             stack_size: env_size("GREENHUB_STACK_SIZE")?.unwrap_or(DEFAULT_STACK_SIZE),
             hub_stack_size: env_size("GREENHUB_HUB_STACK_SIZE")?.unwrap_or(DEFAULT_HUB_STACK_SIZE),
+            max_stacks: super::stacks::DEFAULT_MAX_STACKS,
+            exclusive_stacks: false,
         })
     }
 }

@@ -51,7 +51,7 @@ use std::sync::{Once, OnceLock};
 
 use super::task::Core;
 use crate::stack::Stack;
-use crate::sys::mmap::{GuardedMapping, Reserve};
+use crate::sys::mmap::{page_size, GuardedMapping, Reserve};
 use crate::sys::signal::{self, gettid};
 
 /// Hubs whose overflows can be named at the same time.
@@ -66,8 +66,8 @@ struct Slot {
     state: AtomicU8,
     /// Kernel thread id of the hub's thread: a guard page is "ours" only on its own thread.
     tid: AtomicI64,
-    shared_lo: AtomicUsize,
-    shared_hi: AtomicUsize,
+    /// Usable KiB of every stack region of the hub (the workers' guard pages are found through the
+    /// running core: `Core::stack_guard`).
     shared_kib: AtomicUsize,
     hub_lo: AtomicUsize,
     hub_hi: AtomicUsize,
@@ -80,8 +80,6 @@ struct Slot {
 const EMPTY: Slot = Slot {
     state: AtomicU8::new(FREE),
     tid: AtomicI64::new(0),
-    shared_lo: AtomicUsize::new(0),
-    shared_hi: AtomicUsize::new(0),
     shared_kib: AtomicUsize::new(0),
     hub_lo: AtomicUsize::new(0),
     hub_hi: AtomicUsize::new(0),
@@ -130,7 +128,7 @@ impl Drop for Registration {
 /// makes sure the process handler and this thread's alternate signal stack exist. Call on the hub's
 /// thread; `current` must stay valid until the registration is dropped.
 pub(crate) fn register(
-    shared: &Stack,
+    region_size: usize,
     hub_stack: &Stack,
     current: *const Cell<*const Core>,
 ) -> Registration {
@@ -153,12 +151,9 @@ pub(crate) fn register(
     match slot {
         Some(i) => {
             let s = &SLOTS[i];
-            let (g, h) = (shared.guard(), hub_stack.guard());
+            let h = hub_stack.guard();
             s.tid.store(gettid(), Ordering::Relaxed);
-            s.shared_lo.store(g.start, Ordering::Relaxed);
-            s.shared_hi.store(g.end, Ordering::Relaxed);
-            s.shared_kib
-                .store(shared.usable() / 1024, Ordering::Relaxed);
+            s.shared_kib.store(region_size / 1024, Ordering::Relaxed);
             s.hub_lo.store(h.start, Ordering::Relaxed);
             s.hub_hi.store(h.end, Ordering::Relaxed);
             s.hub_kib
@@ -191,31 +186,22 @@ fn install_handlers() {
 
 /// Which guard page a fault hit.
 enum Hit {
-    /// A worker overflowed the shared stack.
+    /// A worker overflowed its stack region.
     Shared { kib: usize, core: *const Core },
     /// The hub context overflowed its own stack.
     Hub { kib: usize },
 }
 
-/// Finds the registered guard page of the *faulting* thread containing `addr`. Async-signal-safe.
+/// Finds the registered guard page of the *faulting* thread containing `addr`: the hub stack's,
+/// or that of the running worker's stack region. Async-signal-safe.
 fn lookup(addr: usize) -> Option<Hit> {
-    let mut tid = None;
+    let tid = gettid();
     for s in &SLOTS {
-        if s.state.load(Ordering::Acquire) != READY {
+        if s.state.load(Ordering::Acquire) != READY || s.tid.load(Ordering::Relaxed) != tid {
             continue;
         }
-        let in_shared = (s.shared_lo.load(Ordering::Relaxed)..s.shared_hi.load(Ordering::Relaxed))
-            .contains(&addr);
-        let in_hub =
-            (s.hub_lo.load(Ordering::Relaxed)..s.hub_hi.load(Ordering::Relaxed)).contains(&addr);
-        if !in_shared && !in_hub {
-            continue;
-        }
-        if s.tid.load(Ordering::Relaxed) != *tid.get_or_insert_with(gettid) {
-            // Another hub's guard page, touched from this thread: a wild pointer, not an overflow.
-            return None;
-        }
-        if in_hub {
+        // The one slot of this thread's hub.
+        if (s.hub_lo.load(Ordering::Relaxed)..s.hub_hi.load(Ordering::Relaxed)).contains(&addr) {
             return Some(Hit::Hub {
                 kib: s.hub_kib.load(Ordering::Relaxed),
             });
@@ -227,10 +213,20 @@ fn lookup(addr: usize) -> Option<Hit> {
         // that faulted (see the module docs). A volatile read keeps the compiler from assuming
         // anything about it.
         let core = unsafe { ptr::read_volatile((*cell).as_ptr()) };
-        return Some(Hit::Shared {
-            kib: s.shared_kib.load(Ordering::Relaxed),
-            core,
-        });
+        if core.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `current` names the running greenlet's core, owned by `Hub::running`
+        // while it runs (invariant 9); `stack_guard` was written by this thread when the greenlet
+        // was bound to its region, before it first ran, and never changes after.
+        let guard = unsafe { ptr::read_volatile((*core).stack_guard.as_ptr()) };
+        if guard != 0 && (guard..guard + page_size()).contains(&addr) {
+            return Some(Hit::Shared {
+                kib: s.shared_kib.load(Ordering::Relaxed),
+                core,
+            });
+        }
+        return None; // another region's guard, or no guard at all: a wild access, not ours
     }
     None
 }
@@ -260,9 +256,9 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c
                 m.push(b" KiB stack; raise hub::Config::stack_size or GREENHUB_STACK_SIZE");
             }
             Hit::Shared { kib, .. } => {
-                m.push(b"a greenlet overflowed the ");
+                m.push(b"a greenlet overflowed its ");
                 m.push_u64(kib as u64);
-                m.push(b" KiB shared stack");
+                m.push(b" KiB stack");
             }
             Hit::Hub { kib } => {
                 m.push(b"the hub overflowed its ");

@@ -8,8 +8,9 @@
 //! - the **hub context** runs on a dedicated mmap'd stack: the loop (`sched.rs`), the timers, the
 //!   `mio` poll (`io.rs`), and the copying of stack slices (`slicing.rs`) — which is why the copying
 //!   is safe: nothing the hub needs lives in the region it overwrites;
-//! - **workers** all run on one shared stack. The one whose bytes are there is the *occupant*; the
-//!   others live as heap slices (`stack::Slice`) until the hub resumes them.
+//! - **workers** run on the hub's stack regions (`stacks.rs`): each is bound to one region when it
+//!   first runs. The worker whose bytes are in a region is its *occupant*; other workers bound to
+//!   the same region live as heap slices (`stack::Slice`) until the hub resumes them.
 //!
 //! The hub lives in a `Box` whose address a `const` thread-local holds; it is created on first use
 //! and torn down by a thread-local destructor at thread exit (`teardown.rs`), after every live
@@ -35,6 +36,7 @@ use super::config::Settings;
 use super::guard;
 use super::io::{IoSlot, WAKER_TOKEN};
 use super::mailbox::Mailbox;
+use super::stacks::Stacks;
 use super::stats::Counters;
 use super::task::{Core, Kind, Task, Waiter};
 use super::timer::Timers;
@@ -43,11 +45,14 @@ use crate::sys::switch as arch;
 
 /// The per-thread hub. See the module docs.
 pub(crate) struct Hub {
-    /// The guard pages of `shared` and `hub_stack` in the overflow handler's table. First field:
-    /// dropped (deregistered) before the stacks are unmapped.
+    /// The guard page of `hub_stack` in the overflow handler's table (workers' guard pages are
+    /// found through their cores). First field: dropped (deregistered) before the stacks are
+    /// unmapped.
     pub(super) overflow: guard::Registration,
-    /// The stack every worker runs on.
-    pub(super) shared: Stack,
+    /// The stack regions workers run on, and the policy binding them (`stacks.rs`).
+    pub(super) stacks: Stacks,
+    /// Every greenlet gets an exclusive region (`Config::exclusive_stacks`).
+    pub(super) all_exclusive: bool,
     /// The hub context's own stack. Kept only so it stays mapped.
     pub(super) hub_stack: Stack,
     /// The hub context's saved stack pointer while a greenlet runs.
@@ -60,10 +65,6 @@ pub(crate) struct Hub {
     /// Owns the running greenlet (main or worker) while it runs. A `Cell` (take/set), not a
     /// `RefCell`: this is touched twice per switch.
     pub(super) running: Cell<Option<Rc<dyn Task>>>,
-    /// The worker whose bytes are on the shared stack.
-    pub(super) occupant: Cell<Option<Rc<dyn Task>>>,
-    /// The occupant's core, for the pointer comparison on the lazy path; null if none.
-    pub(super) occupant_core: Cell<*const Core>,
     /// FIFO of greenlets to resume.
     pub(super) ready: RefCell<VecDeque<Rc<dyn Task>>>,
     /// Resumes left in the current loop iteration (see `yield_now`'s fast path).
@@ -179,7 +180,7 @@ impl Hub {
             ));
         }
         super::teardown::arm()?;
-        let shared = Stack::new(settings.stack_size)?;
+        let stacks = Stacks::new(settings.stack_size, settings.max_stacks)?;
         let hub_stack = Stack::new(settings.hub_stack_size)?;
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
@@ -192,14 +193,13 @@ impl Hub {
         });
         let mut hub = Box::new(Hub {
             overflow: guard::Registration::none(),
-            shared,
+            stacks,
+            all_exclusive: settings.exclusive_stacks,
             hub_stack,
             hub_sp: Cell::new(hub_sp),
             current: Cell::new(main.core()),
             running: Cell::new(Some(main.clone())),
             main,
-            occupant: Cell::new(None),
-            occupant_core: Cell::new(ptr::null()),
             ready: RefCell::new(VecDeque::new()),
             budget: Cell::new(0),
             requeue: Cell::new(false),
@@ -217,7 +217,7 @@ impl Hub {
             tearing_down: Cell::new(false),
         });
         // `current` lives in the box, so its address is stable from here on.
-        hub.overflow = guard::register(&hub.shared, &hub.hub_stack, &hub.current);
+        hub.overflow = guard::register(settings.stack_size, &hub.hub_stack, &hub.current);
         let p: *const Hub = Box::into_raw(hub);
         CURRENT.with(|c| c.set(p));
         // SAFETY: just leaked from a Box; freed only by the teardown guard (invariant 7).
@@ -294,7 +294,7 @@ fn in_hub_panic(doing: &str) -> ! {
     )
 }
 
-/// Where every worker starts, on the shared stack, called by the trampoline.
+/// Where every worker starts, at the top of its stack region, called by the trampoline.
 extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
     let hub = current_hub();
     {

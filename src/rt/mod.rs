@@ -62,6 +62,7 @@ mod io;
 mod mailbox;
 mod sched;
 mod slicing;
+mod stacks;
 mod stats;
 mod task;
 mod teardown;
@@ -72,6 +73,7 @@ pub(crate) use config::Settings;
 pub(crate) use hub::{current_hub, existing_hub, has_hub, Hub};
 pub(crate) use io::Dir;
 pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
+pub(crate) use stacks::DEFAULT_MAX_STACKS;
 pub(crate) use task::{
     panic_message, Core, KillSignal, Kind, Scope, State, Task, WaitOn, Waiter, Wake,
 };

@@ -39,8 +39,8 @@ impl Hub {
         if core.kind == Kind::Worker {
             let sp = arch::approximate_sp();
             debug_assert!(
-                self.shared.contains(sp),
-                "greenhub: {} is running off the shared stack ({sp:#x})",
+                self.in_own_region(core, sp),
+                "greenhub: {} is running off its stack region ({sp:#x})",
                 core.describe()
             );
         }
@@ -231,11 +231,7 @@ impl Hub {
     /// Forgets a finished worker: frees its slice, removes it from `live`, wakes its joiners.
     pub(crate) fn retire(&self, task: &Rc<dyn Task>) {
         let core = task.core();
-        if ptr::eq(self.occupant_core.get(), core) {
-            // Its bytes on the shared stack are dead; nothing needs saving.
-            self.occupant_core.set(ptr::null());
-            drop(self.occupant.take());
-        }
+        self.leave_region(core);
         core.slice.borrow_mut().release();
         let removed = self.live.borrow_mut().try_remove(core.live_key.get());
         debug_assert!(
@@ -334,6 +330,11 @@ impl Hub {
                 self.report_deadlock();
                 continue;
             };
+            if !busy {
+                // About to block: give back the pages of stack regions nobody uses (one compare
+                // when there are none; see stacks.rs).
+                self.stacks.release_idle();
+            }
             self.poll_io(timeout);
             // handoff: run what other threads sent (spawns, wake-ups); one atomic load if nothing.
             self.mailbox.drain(self);

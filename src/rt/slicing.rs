@@ -1,9 +1,11 @@
-//! Slicing: making a worker the occupant of the shared stack, copying the previous occupant's live
-//! slice out and the incoming worker's back in. Runs only in the hub context, on the hub's own
+//! Slicing: making a worker the occupant of its stack region, copying the region's previous
+//! occupant's live slice out and the incoming worker's back in. (Which region a worker is bound to
+//! is `stacks.rs`'s policy; with a region of its own, a worker is always the occupant and nothing
+//! is copied.) Runs only in the hub context, on the hub's own
 //! stack (invariant 8), so the bytes being overwritten belong to nobody running.
 //!
 //! ```text
-//!   shared stack                       heap
+//!   one region                         heap
 //!   ┌──────────────────┐ top           ┌─────────────────────┐
 //!   │ B's live frames  │  save ──────► │ B.slice ([B.sp,top)) │
 //!   ├──────────────────┤ B.sp          └─────────────────────┘
@@ -20,52 +22,103 @@ use std::rc::Rc;
 
 use super::hub::{Hub, WORKER_ENTRY};
 use super::stats::{add, size_bucket};
-use super::task::{Core, Task};
+use super::task::{Core, Task, NO_REGION};
 use crate::sys::switch as arch;
 
 impl Hub {
-    /// needed. Runs on the hub's stack.
+    /// Makes `task` (a worker) the occupant of its stack region — binding it to one first if it
+    /// has never run — evicting and restoring slices as needed. Runs on the hub's stack.
     #[inline]
     pub(super) fn make_occupant(&self, task: &Rc<dyn Task>, core: &Core) {
-        if ptr::eq(self.occupant_core.get(), core) {
-            return; // the lazy path: its bytes are still in place
+        let i = core.region.get();
+        if i != NO_REGION {
+            let regions = self.stacks.regions();
+            let r = &regions[i as usize];
+            r.last_resume.set(self.counters.switches.get());
+            if ptr::eq(r.occupant_core.get(), core) {
+                return; // the lazy path: its bytes are still in place
+            }
         }
         self.evict_and_enter(task, core);
     }
 
-    /// The slow path of `make_occupant`: copy the occupant out and `task` in.
+    /// The slow path of `make_occupant`: bind a new worker to a region, copy the region's occupant
+    /// out and `task` in.
     #[inline(never)]
     fn evict_and_enter(&self, task: &Rc<dyn Task>, core: &Core) {
-        let top = self.shared.top();
-        if let Some(old) = self.occupant.take() {
+        if core.region.get() == NO_REGION {
+            let exclusive = core.exclusive.get() || self.all_exclusive;
+            match self.stacks.assign(exclusive, self.counters.switches.get()) {
+                Ok(i) => {
+                    core.region.set(i);
+                    core.stack_guard
+                        .set(self.stacks.regions()[i as usize].guard_start());
+                }
+                Err(e) => panic!("greenhub: no stack region for {}: {e}", core.describe()),
+            }
+        }
+        let regions = self.stacks.regions();
+        let r = &regions[core.region.get() as usize];
+        let top = r.top;
+        let evicted = r.occupant.take();
+        if let Some(old) = &evicted {
             let oc = old.core();
             debug_assert!(
                 !oc.is_finished(),
                 "a finished greenlet still occupies the stack"
             );
-            debug_assert!(self.shared.contains(oc.sp.get() as usize));
-            // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top) on
-            // the shared stack, and we run on the hub's stack (invariants 1 and 8).
+            debug_assert!(r.contains(oc.sp.get() as usize));
+            // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
+            // of this region, and we run on the hub's stack (invariants 1 and 8).
             let n = unsafe { oc.slice.borrow_mut().save(oc.sp.get(), top) };
             add(&self.counters.slice_saves, 1);
             add(&self.counters.slice_sizes[size_bucket(n)], 1);
             add(&self.counters.bytes_copied, n as u64);
         }
         if core.started.get() {
-            debug_assert!(self.shared.contains(core.sp.get() as usize));
-            // SAFETY: the slice was saved from [sp, top) of this same shared stack; the previous
-            // occupant's bytes were just saved (or it finished), so nothing uses those addresses;
-            // we run on the hub's stack (invariants 1 and 8).
+            debug_assert!(r.contains(core.sp.get() as usize));
+            // SAFETY: the slice was saved from [sp, top) of this same region (a greenlet never
+            // changes region); the previous occupant's bytes were just saved (or it finished), so
+            // nothing uses those addresses; we run on the hub's stack (invariants 1 and 8).
             let n = unsafe { core.slice.borrow().restore(core.sp.get()) };
             add(&self.counters.slice_restores, 1);
             add(&self.counters.bytes_copied, n as u64);
         } else {
-            // SAFETY: the shared stack's top is page aligned and nothing occupies it now (invariant 8).
+            // SAFETY: `top` is 64-byte aligned below the region's page-aligned top, and nothing
+            // occupies the region now (its occupant, if any, was just saved) (invariant 8).
             core.sp
                 .set(unsafe { arch::init_frame(top, WORKER_ENTRY, 0) });
             core.started.set(true);
         }
-        self.occupant.set(Some(task.clone()));
-        self.occupant_core.set(core);
+        r.occupant.set(Some(task.clone()));
+        r.occupant_core.set(core);
+        drop(regions);
+        drop(evicted); // after the borrow: it is suspended and owned by `live`, so never the last
+    }
+
+    /// A finished worker leaves its region: its bytes there are dead (nothing needs saving), and
+    /// the region is free once nobody else is bound to it.
+    pub(super) fn leave_region(&self, core: &Core) {
+        let i = core.region.get();
+        if i == NO_REGION {
+            return;
+        }
+        let regions = self.stacks.regions();
+        let r = &regions[i as usize];
+        let occupant = if ptr::eq(r.occupant_core.get(), core) {
+            r.occupant_core.set(ptr::null());
+            r.occupant.take()
+        } else {
+            None
+        };
+        drop(regions);
+        self.stacks.unbind(i);
+        drop(occupant);
+    }
+
+    /// Whether `sp` lies in the stack region of the running worker `core` (debug checks).
+    pub(super) fn in_own_region(&self, core: &Core, sp: usize) -> bool {
+        let i = core.region.get();
+        i != NO_REGION && self.stacks.regions()[i as usize].contains(sp)
     }
 }

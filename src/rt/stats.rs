@@ -33,6 +33,16 @@ impl super::hub::Hub {
         &self.counters
     }
 
+    /// Stack regions mapped.
+    pub(crate) fn stack_regions(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Stack regions whose pages were given back.
+    pub(crate) fn stack_releases(&self) -> u64 {
+        self.stacks.releases.get()
+    }
+
     /// Heap bytes reserved by the slice buffers of live greenlets.
     pub(crate) fn slice_bytes_reserved(&self) -> u64 {
         self.live

@@ -41,6 +41,9 @@ use std::time::Instant;
 
 use crate::stack::Slice;
 
+/// [`Core::region`] of a greenlet not bound to a stack region (not started, or the main greenlet).
+pub(crate) const NO_REGION: u32 = u32::MAX;
+
 /// Where a greenlet is in its life. See the module docs for the transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
@@ -82,6 +85,15 @@ pub(crate) struct Core {
     state: Cell<State>,
     /// Set once by the slicing code when it writes the worker's first frame (main: always true).
     pub(crate) started: Cell<bool>,
+    /// Asked for a stack region of its own (`Builder::exclusive_stack`). Set by the builder
+    /// before the greenlet is scheduled; read when it first runs.
+    pub(crate) exclusive: Cell<bool>,
+    /// Index of the stack region it is bound to (`stacks.rs`), [`NO_REGION`] until it first runs.
+    /// Set once by the slicing code; never changes after (its slice holds absolute addresses).
+    pub(crate) region: Cell<u32>,
+    /// Start of that region's guard page (0 until bound), for the overflow handler, which reads
+    /// it on this thread without touching the hub's tables. Set with `region`.
+    pub(crate) stack_guard: Cell<usize>,
     /// Saved stack pointer while not running. Written only by the switch (and the fresh frame the
     /// slicing code makes); read by the hub before resuming.
     pub(crate) sp: Cell<*mut u8>,
@@ -136,6 +148,9 @@ impl Core {
                 State::New
             }),
             started: Cell::new(kind == Kind::Main),
+            exclusive: Cell::new(false),
+            region: Cell::new(NO_REGION),
+            stack_guard: Cell::new(0),
             sp: Cell::new(std::ptr::null_mut()),
             slice: RefCell::new(Slice::default()),
             gen: Cell::new(0),

@@ -101,6 +101,19 @@ impl GuardedMapping {
         self.len - page_size()
     }
 
+    /// Gives the usable pages back to the kernel (`MADV_DONTNEED`): RSS drops, the mapping stays,
+    /// and the pages read as zeros when touched again. Best effort.
+    ///
+    /// The caller must make sure nothing lives in the usable part any more (a stack nobody is
+    /// bound to): its contents are lost.
+    pub(crate) fn release(&self) {
+        // SAFETY: the range is the usable part of our own mapping; discarding its contents is what
+        // the caller asked for and affects no Rust object (nothing lives there, by the contract).
+        unsafe {
+            libc::madvise(self.limit().cast(), self.usable(), libc::MADV_DONTNEED);
+        }
+    }
+
     /// Address range of the guard page.
     pub(crate) fn guard(&self) -> std::ops::Range<usize> {
         self.base as usize..self.limit() as usize

@@ -1,0 +1,321 @@
+//! The hub's stack regions, and the policy that binds greenlets to them.
+//!
+//! # Why many regions
+//!
+//! With one shared stack every switch between two workers copies both live slices, and every
+//! parked worker's addresses hold somebody else's bytes: a pointer into a parked greenlet's stack
+//! held elsewhere (a scoped thread borrowing its locals, a pinned intrusive node) then reads or
+//! writes another greenlet's bytes. Both problems go away for the greenlets that *run*, if each of
+//! them has addresses nobody else uses. A hub therefore keeps a pool of regions (each a
+//! [`Stack`]: the configured size, a guard page below), and binds every worker to one region when
+//! it first runs. A started greenlet never changes region: its slice holds absolute addresses.
+//! Several greenlets may be bound to one region; then they share it exactly as all workers shared
+//! the single stack before — the occupant's bytes are in place, the others' are heap slices, and
+//! resuming a non-occupant copies (`slicing.rs`).
+//!
+//! # The policy (binding at first run)
+//!
+//! A worker about to run for the first time gets, in this order:
+//!
+//! 1. an **exclusive** region if it asked for one ([`Builder::exclusive_stack`], or every greenlet
+//!    under [`Config::exclusive_stacks`]): a free region or a new one, never given to anybody else
+//!    while it lives — so its addresses are never shared (see the façade docs for what that makes
+//!    sound);
+//! 2. a **free** region (no live greenlet bound to it), the most recently freed first (its pages
+//!    are warm);
+//! 3. a **new** region, while the hub has fewer than `max_stacks` (default
+//!    [`DEFAULT_MAX_STACKS`]) and the process is within its mapping budget;
+//! 4. a **cold** region: the first, in a clock sweep of at most [`SWEEP`] regions, whose greenlets
+//!    have not been resumed in the last `8 × regions` switches (at least [`COLD_MIN_SWITCHES`]) —
+//!    its occupant is parked and has been for a while, so one eviction makes room and the
+//!    newcomer then runs without copying for as long as the old occupant sleeps;
+//! 5. failing that, the region under the clock hand: the load is spread evenly and the region's
+//!    greenlets share it.
+//!
+//! So greenlets that run keep their own region while the hub has at most `max_stacks` of them,
+//! and greenlets that wait pile up in regions as heap slices: a million idle greenlets cost their
+//! slices plus `max_stacks` regions' touched pages, not a million regions.
+//!
+//! # Memory, and the limits it keeps inside
+//!
+//! - Address space: `max_stacks × (stack size + a page)`; 1024 × 8 MiB = 8 GiB of reservation
+//!   (`MAP_NORESERVE`), nothing on a 47-bit address space.
+//! - Mappings: a region is two VMAs (the guard splits it). The process maps at most
+//!   `vm.max_map_count / 4` regions in all hubs together (half the map count, read once from
+//!   `/proc/sys/vm/max_map_count`, default 65530), so a program keeps the other half; a hub
+//!   that reaches the budget shares instead of mapping (exclusive requests then panic, clearly).
+//! - RSS and page tables: a region costs the pages its greenlets touched plus one page-table page
+//!   (`VmPTE`, 4 KiB per 2 MiB of touched address space); for 1024 regions with a few pages each,
+//!   about 16 MiB at most per hub, whatever the number of greenlets.
+//! - Giving back: when the hub is about to block in `epoll_wait`, every free region beyond the
+//!   [`WARM_SPARES`] most recently freed has its pages dropped with `madvise(MADV_DONTNEED)`
+//!   (7–14 µs each here, so never on the switch path), and RSS returns to its baseline after a
+//!   burst. (The kernel keeps the page-table pages of a released range; they are reused when the
+//!   region is.)
+//!
+//! [`Builder::exclusive_stack`]: crate::greenlet::Builder::exclusive_stack
+//! [`Config::exclusive_stacks`]: crate::hub::Config::exclusive_stacks
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use super::task::{Core, Task};
+use crate::stack::Stack;
+
+/// Default most regions a hub maps for greenlets that may share (exclusive ones come on top).
+pub(crate) const DEFAULT_MAX_STACKS: usize = 1024;
+/// Free regions whose pages are kept when the hub goes idle (the most recently freed).
+pub(super) const WARM_SPARES: usize = 4;
+/// Regions a cold sweep examines at most.
+pub(super) const SWEEP: usize = 16;
+/// A region is cold when not resumed in the last `max(8 × regions, this)` switches.
+pub(super) const COLD_MIN_SWITCHES: u64 = 4096;
+
+/// Regions mapped by every hub of the process, against [`budget`].
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Most regions the whole process maps: a quarter of `vm.max_map_count` (each region is two VMAs).
+fn budget() -> usize {
+    static BUDGET: OnceLock<usize> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(65_530);
+        (count / 4).max(64)
+    })
+}
+
+/// One stack region.
+pub(super) struct Region {
+    stack: Stack,
+    /// Where workers start: the mapping's top lowered by a per-region multiple of 64 bytes, so
+    /// the hot frames of different regions fall in different cache sets.
+    pub(super) top: *mut u8,
+    /// The worker whose bytes are in the region.
+    pub(super) occupant: Cell<Option<Rc<dyn Task>>>,
+    /// The occupant's core, for the pointer comparison on the lazy path; null if none.
+    pub(super) occupant_core: Cell<*const Core>,
+    /// Live (started, unfinished) greenlets bound here.
+    bound: Cell<usize>,
+    /// Bound to an exclusive greenlet: given to nobody else while it lives.
+    exclusive: Cell<bool>,
+    /// The hub's switch count at the last resume of a greenlet bound here.
+    pub(super) last_resume: Cell<u64>,
+    /// Pages may be present (not released since it was last used).
+    committed: Cell<bool>,
+}
+
+impl Region {
+    /// Whether `addr` lies in the usable part of this region.
+    pub(super) fn contains(&self, addr: usize) -> bool {
+        self.stack.contains(addr)
+    }
+
+    /// Start of the guard page.
+    pub(super) fn guard_start(&self) -> usize {
+        self.stack.guard().start
+    }
+}
+
+/// The pool. Touched only on the hub's thread (invariant 5).
+pub(super) struct Stacks {
+    regions: RefCell<Vec<Region>>,
+    /// Regions with nothing bound, most recently freed last.
+    free: RefCell<Vec<u32>>,
+    /// Free regions at the bottom of `free` that were already released.
+    released_free: Cell<usize>,
+    /// The clock hand of the cold sweep.
+    hand: Cell<usize>,
+    size: usize,
+    max: usize,
+    /// Regions mapped by this hub (returned to the process budget on drop).
+    mapped: Cell<usize>,
+    /// `madvise` releases made, for the stats.
+    pub(super) releases: Cell<u64>,
+}
+
+impl Stacks {
+    /// A pool with region 0 mapped.
+    ///
+    /// # Errors
+    /// The OS error if region 0 cannot be mapped.
+    pub(super) fn new(size: usize, max: usize) -> io::Result<Stacks> {
+        let s = Stacks {
+            regions: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            released_free: Cell::new(0),
+            hand: Cell::new(0),
+            size,
+            max: max.max(1),
+            mapped: Cell::new(0),
+            releases: Cell::new(0),
+        };
+        let i = s.map()?;
+        s.free.borrow_mut().push(i);
+        Ok(s)
+    }
+
+    /// The regions, to read (hold the borrow only across code that cannot switch).
+    #[inline(always)]
+    pub(super) fn regions(&self) -> std::cell::Ref<'_, Vec<Region>> {
+        self.regions.borrow()
+    }
+
+    /// Regions mapped now.
+    pub(super) fn len(&self) -> usize {
+        self.regions.borrow().len()
+    }
+
+    /// Maps one more region and returns its index.
+    fn map(&self) -> io::Result<u32> {
+        if MAPPED.fetch_add(1, Ordering::Relaxed) >= budget() {
+            MAPPED.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "the process has mapped its budget of {} greenlet stacks (a quarter of \
+                     vm.max_map_count)",
+                    budget()
+                ),
+            ));
+        }
+        let stack = match Stack::new(self.size) {
+            Ok(s) => s,
+            Err(e) => {
+                MAPPED.fetch_sub(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.mapped.set(self.mapped.get() + 1);
+        let mut regions = self.regions.borrow_mut();
+        let i = regions.len();
+        // 64 offsets of 64 bytes (13 is coprime to 64, so consecutive regions use all of them).
+        let offset = (i * 13 % 64) * 64;
+        let top = stack.top().wrapping_sub(offset);
+        regions.push(Region {
+            stack,
+            top,
+            occupant: Cell::new(None),
+            occupant_core: Cell::new(ptr::null()),
+            bound: Cell::new(0),
+            exclusive: Cell::new(false),
+            last_resume: Cell::new(0),
+            committed: Cell::new(true),
+        });
+        Ok(i as u32)
+    }
+
+    /// Takes the most recently freed region.
+    fn pop_free(&self) -> Option<u32> {
+        let mut free = self.free.borrow_mut();
+        let i = free.pop()?;
+        let released = self.released_free.get().min(free.len());
+        self.released_free.set(released);
+        drop(free);
+        self.regions.borrow()[i as usize].committed.set(true);
+        Some(i)
+    }
+
+    /// Chooses the region a worker about to start runs in, following the policy in the module
+    /// docs; `now` is the hub's switch count.
+    ///
+    /// # Errors
+    /// Only when no region can be had at all: an exclusive request with no free region and no
+    /// mapping left, or every region held by exclusive greenlets and no mapping left.
+    pub(super) fn assign(&self, exclusive: bool, now: u64) -> io::Result<u32> {
+        let i = match self.pop_free() {
+            Some(i) => i,
+            None if exclusive => self.map()?,
+            None if self.len() < self.max => match self.map() {
+                Ok(i) => i,
+                Err(e) => self.sweep(now).ok_or(e)?,
+            },
+            None => match self.sweep(now) {
+                Some(i) => i,
+                None => self.map()?, // every region is exclusive: one more, over the cap
+            },
+        };
+        let regions = self.regions.borrow();
+        let r = &regions[i as usize];
+        r.bound.set(r.bound.get() + 1);
+        r.exclusive.set(exclusive);
+        r.last_resume.set(now);
+        Ok(i)
+    }
+
+    /// Steps 4 and 5 of the policy: a cold region, else the first hot one under the clock hand;
+    /// `None` if every region examined is exclusive.
+    fn sweep(&self, now: u64) -> Option<u32> {
+        let regions = self.regions.borrow();
+        let n = regions.len();
+        let cold_after = (8 * n as u64).max(COLD_MIN_SWITCHES);
+        let mut fallback = None;
+        let mut examined = 0;
+        for _ in 0..n {
+            let i = self.hand.get() % n;
+            self.hand.set(i + 1);
+            let r = &regions[i];
+            if r.exclusive.get() {
+                continue; // never shared, and not counted against the sweep
+            }
+            if now.saturating_sub(r.last_resume.get()) >= cold_after {
+                return Some(i as u32);
+            }
+            fallback.get_or_insert(i as u32);
+            examined += 1;
+            if examined == SWEEP {
+                break;
+            }
+        }
+        // No cold region: share the first hot one, and start the next sweep just after it, so
+        // successive newcomers spread over the regions instead of piling into one.
+        if let Some(i) = fallback {
+            self.hand.set(i as usize + 1);
+        }
+        fallback
+    }
+
+    /// A worker bound to region `i` finished.
+    pub(super) fn unbind(&self, i: u32) {
+        let regions = self.regions.borrow();
+        let r = &regions[i as usize];
+        r.bound.set(r.bound.get() - 1);
+        r.exclusive.set(false);
+        if r.bound.get() == 0 {
+            drop(r.occupant.take());
+            r.occupant_core.set(ptr::null());
+            drop(regions);
+            self.free.borrow_mut().push(i);
+        }
+    }
+
+    /// Drops the pages of the free regions beyond the [`WARM_SPARES`] most recently freed. Called
+    /// when the hub is about to block.
+    pub(super) fn release_idle(&self) {
+        let free = self.free.borrow();
+        let keep_from = free.len().saturating_sub(WARM_SPARES);
+        if self.released_free.get() >= keep_from {
+            return; // nothing new to release: one compare on the idle path
+        }
+        let regions = self.regions.borrow();
+        for &i in &free[self.released_free.get()..keep_from] {
+            let r = &regions[i as usize];
+            if r.committed.replace(false) {
+                r.stack.release();
+                self.releases.set(self.releases.get() + 1);
+            }
+        }
+        self.released_free.set(keep_from);
+    }
+}
+
+impl Drop for Stacks {
+    fn drop(&mut self) {
+        MAPPED.fetch_sub(self.mapped.get(), Ordering::Relaxed);
+    }
+}

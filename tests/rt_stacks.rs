@@ -1,0 +1,293 @@
+//! Stack regions: greenlets that run get addresses of their own, exclusive greenlets never share
+//! theirs (so lending the stack to other threads or pinning intrusive nodes on it is sound), and
+//! idle regions give their pages back.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
+
+use greenhub::hub;
+
+/// Runs `f` on a fresh thread whose hub has at most `max_stacks` shared regions.
+fn with_max_stacks<T: Send + 'static>(
+    max_stacks: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        hub::Config::new().max_stacks(max_stacks).install().unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Greenlets that fill a big stack array with their own byte, yield many times, and check it:
+/// they run over whatever region they are bound to.
+fn stack_churners(n: u8, rounds: usize, ok: &Rc<Cell<bool>>) -> Vec<hub::Greenlet<()>> {
+    (0..n)
+        .map(|k| {
+            let ok = ok.clone();
+            hub::spawn(move || {
+                let mut buf = [k; 16 * 1024];
+                for i in 0..rounds {
+                    std::hint::black_box(&mut buf);
+                    hub::yield_now();
+                    if buf.iter().any(|&b| b != k) {
+                        ok.set(false);
+                    }
+                    buf[i % buf.len()] = k;
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn an_exclusive_greenlet_can_lend_its_locals_to_scoped_threads_while_it_blocks() {
+    // One shared region for everybody else: without exclusivity the churners would run over the
+    // lender's addresses while the scoped thread writes them.
+    with_max_stacks(1, || {
+        hub::run(|| {
+            let ok = Rc::new(Cell::new(true));
+            let lender = hub::Builder::new().exclusive_stack().spawn(|| {
+                let mut data = vec![0u32; 0]; // heap: the control
+                let mut local = [0u32; 8192]; // the stack array lent to the thread
+                let stop = AtomicBool::new(false);
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        let mut round = 1u32;
+                        while !stop.load(Ordering::Acquire) {
+                            for (i, w) in local.iter_mut().enumerate() {
+                                *w = round.wrapping_mul(i as u32 + 1);
+                            }
+                            round += 1;
+                        }
+                        data.push(round - 1);
+                    });
+                    // Blocks cooperatively while the thread works on `local`: others run.
+                    for _ in 0..20 {
+                        hub::sleep(Duration::from_millis(2));
+                    }
+                    stop.store(true, Ordering::Release);
+                });
+                let last = data[0];
+                local
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &w)| w == last.wrapping_mul(i as u32 + 1))
+            });
+            let churners = stack_churners(4, 2_000, &ok);
+            assert!(
+                lender.join().unwrap(),
+                "the scoped thread's writes were overwritten"
+            );
+            for c in churners {
+                c.join().unwrap();
+            }
+            assert!(ok.get(), "a churner's stack was overwritten");
+        });
+    });
+}
+
+/// A waker that counts its wakes; no runtime needed.
+struct Flag(AtomicBool);
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+#[test]
+fn a_pinned_intrusive_node_on_an_exclusive_stack_is_written_safely_while_parked() {
+    with_max_stacks(1, || {
+        hub::run(|| {
+            let notify = Rc::new(tokio::sync::Notify::new());
+            let ok = Rc::new(Cell::new(true));
+            let waiter = {
+                let notify = notify.clone();
+                hub::Builder::new().exclusive_stack().spawn(move || {
+                    let flag = Arc::new(Flag(AtomicBool::new(false)));
+                    let waker = Waker::from(flag.clone());
+                    let mut cx = Context::from_waker(&waker);
+                    // The node lives in this frame, pinned on the greenlet's stack.
+                    let mut notified = pin!(notify.notified());
+                    assert!(notified.as_mut().poll(&mut cx).is_pending());
+                    // Parked: others run, and the notifier writes into the node meanwhile.
+                    while !flag.0.load(Ordering::Acquire) {
+                        hub::sleep(Duration::from_millis(1));
+                    }
+                    notified.as_mut().poll(&mut cx).is_ready()
+                })
+            };
+            let churners = stack_churners(4, 500, &ok);
+            let notifier = {
+                let notify = notify.clone();
+                hub::spawn(move || {
+                    hub::sleep(Duration::from_millis(5));
+                    notify.notify_waiters();
+                })
+            };
+            assert!(waiter.join().unwrap(), "the notified future was not ready");
+            notifier.join().unwrap();
+            for c in churners {
+                c.join().unwrap();
+            }
+            assert!(
+                ok.get(),
+                "the notifier's write landed in another greenlet's stack"
+            );
+        });
+    });
+}
+
+#[test]
+fn exclusive_greenlets_never_share_a_region_even_beyond_max_stacks() {
+    with_max_stacks(2, || {
+        hub::run(|| {
+            let before = hub::stats();
+            let gs: Vec<_> = (0..8)
+                .map(|k| {
+                    hub::Builder::new().exclusive_stack().spawn(move || {
+                        let buf = [k as u8; 4096];
+                        for _ in 0..20 {
+                            hub::yield_now();
+                            std::hint::black_box(&buf);
+                        }
+                        buf.iter().all(|&b| b == k as u8)
+                    })
+                })
+                .collect();
+            for g in gs {
+                assert!(g.join().unwrap());
+            }
+            let after = hub::stats();
+            assert_eq!(
+                after.bytes_copied, before.bytes_copied,
+                "an exclusive stack was copied"
+            );
+            assert!(
+                after.stacks >= 8,
+                "8 live exclusive greenlets need 8 regions: {after:?}"
+            );
+        });
+    });
+}
+
+#[test]
+fn exclusive_stacks_for_the_whole_hub_copy_nothing() {
+    std::thread::spawn(|| {
+        hub::Config::new()
+            .max_stacks(1)
+            .exclusive_stacks()
+            .install()
+            .unwrap();
+        hub::run(|| {
+            let ok = Rc::new(Cell::new(true));
+            for c in stack_churners(6, 200, &ok) {
+                c.join().unwrap();
+            }
+            assert!(ok.get());
+            let s = hub::stats();
+            assert_eq!(s.bytes_copied, 0, "{s:?}");
+            assert_eq!(s.slice_saves, 0, "{s:?}");
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn greenlets_beyond_max_stacks_share_regions_and_keep_their_bytes() {
+    with_max_stacks(4, || {
+        hub::run(|| {
+            let ok = Rc::new(Cell::new(true));
+            for c in stack_churners(12, 100, &ok) {
+                c.join().unwrap();
+            }
+            assert!(ok.get(), "a shared region lost a greenlet's bytes");
+            let s = hub::stats();
+            assert!(s.stacks <= 4, "mapped {} regions over a cap of 4", s.stacks);
+            assert!(
+                s.slice_saves > 0,
+                "12 live greenlets in 4 regions must be sliced"
+            );
+        });
+    });
+}
+
+#[test]
+fn a_hot_greenlet_spawned_after_many_sleepers_runs_without_copying() {
+    with_max_stacks(8, || {
+        hub::run(|| {
+            // 100 sleepers bound to the 8 regions first.
+            let sleepers: Vec<_> = (0..100)
+                .map(|_| hub::spawn(|| hub::sleep(Duration::from_secs(3600))))
+                .collect();
+            hub::yield_now();
+            // Two hot greenlets come later: each is bound to a region whose occupant sleeps, is
+            // copied in once, and then alternates with the other copy-free.
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let hot: Vec<_> = (0..2)
+                .map(|_| {
+                    let log = log.clone();
+                    hub::spawn(move || {
+                        for _ in 0..100 {
+                            log.borrow_mut().push(hub::stats().bytes_copied);
+                            hub::yield_now();
+                        }
+                    })
+                })
+                .collect();
+            for h in hot {
+                h.join().unwrap();
+            }
+            let log = log.borrow();
+            assert_eq!(
+                log[10],
+                log[log.len() - 1],
+                "the hot pair kept copying: {log:?}"
+            );
+            for s in &sleepers {
+                s.kill();
+            }
+        });
+    });
+}
+
+#[test]
+fn idle_regions_give_their_pages_back() {
+    with_max_stacks(64, || {
+        hub::run(|| {
+            let before = hub::stats().stack_releases;
+            // 64 greenlets alive at once, each deep in its own region.
+            let gs: Vec<_> = (0..64)
+                .map(|_| {
+                    hub::spawn(|| {
+                        let buf = [7u8; 128 * 1024];
+                        hub::sleep(Duration::from_millis(5));
+                        buf[1000]
+                    })
+                })
+                .collect();
+            for g in gs {
+                assert_eq!(g.join().unwrap(), 7);
+            }
+            let t = Instant::now();
+            hub::sleep(Duration::from_millis(2)); // the hub blocks: idle regions are released
+            let s = hub::stats();
+            assert!(s.stacks >= 60, "{s:?}");
+            assert!(
+                s.stack_releases - before >= s.stacks - 1 - 4,
+                "only {} of {} free regions released (4 kept warm) after {:?}",
+                s.stack_releases - before,
+                s.stacks,
+                t.elapsed()
+            );
+        });
+    });
+}
