@@ -50,6 +50,7 @@ mod valgrind;
 pub mod fs;
 pub mod greenlet;
 pub mod hub;
+pub mod io;
 pub mod pool;
 pub mod runtime;
 pub mod sync;
@@ -60,6 +61,7 @@ pub use greenlet::{Greenlet, GreenletError};
 pub mod net;
 mod reactor;
 pub mod server;
+pub mod signal;
 
 pub use timeout::{timeout, Elapsed, Timeout};
 
