@@ -52,9 +52,11 @@ pub mod greenlet;
 pub mod hub;
 pub mod io;
 pub mod pool;
+pub mod process;
 pub mod runtime;
 pub mod sync;
 pub mod threadpool;
+pub mod time;
 pub mod timeout;
 
 pub use greenlet::{Greenlet, GreenletError};

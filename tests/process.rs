@@ -1,0 +1,299 @@
+//! greenhub::process: streaming a child's output, waits that park only their greenlet, no zombies.
+
+mod util;
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use greenhub::hub;
+use greenhub::process::{Command, Stdio};
+use greenhub::time::{interval, MissedTickBehavior};
+
+/// The state letter of process `pid` in /proc, if it exists and is our child.
+fn child_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut it = rest.split(' ');
+    let state = it.next()?.chars().next()?;
+    let ppid: u32 = it.next()?.parse().ok()?;
+    (ppid == std::process::id()).then_some(state)
+}
+
+/// Waits up to 5 s for `pid` to be gone (reaped); false if it is still there (running or zombie).
+fn eventually_reaped(pid: u32) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if child_state(pid).is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn a_child_writing_10mb_to_stdout_is_streamed_while_a_1ms_ticker_keeps_time() {
+    hub::run(|| {
+        const TOTAL: u64 = 10 << 20;
+        let done = Rc::new(Cell::new(false));
+        let d = done.clone();
+        let ticker = hub::spawn(move || {
+            let mut iv = interval(Duration::from_millis(1));
+            iv.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            iv.tick();
+            // The moments ticks are *returned* (not scheduled): what the greenlet experiences.
+            let mut last = Instant::now();
+            let (mut ticks, mut worst) = (0u64, Duration::ZERO);
+            while !d.get() {
+                iv.tick();
+                let now = Instant::now();
+                worst = worst.max(now - last);
+                last = now;
+                ticks += 1;
+            }
+            (ticks, worst)
+        });
+        let t0 = Instant::now();
+        // 40 bursts of 256 KiB, 5 ms apart: the reader must park between bursts (and the ticker
+        // run), not spin; each burst is four times what the pipe holds, so the child parks too.
+        let script = "for i in $(seq 40); do head -c 262144 /dev/zero; sleep 0.005; done";
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = vec![0u8; 16 << 10];
+        let (mut got, mut reads) = (0u64, 0u64);
+        loop {
+            let n = out.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(buf[0] == 0 && buf[n - 1] == 0);
+            got += n as u64;
+            reads += 1;
+        }
+        assert!(child.wait().unwrap().success());
+        let took = t0.elapsed();
+        done.set(true);
+        let (ticks, worst) = ticker.join().unwrap();
+        eprintln!(
+            "10 MiB streamed in {took:?} ({reads} reads); ticker: {ticks} ticks, largest gap {worst:?}"
+        );
+        assert_eq!(got, TOTAL);
+        assert!(reads >= 640, "10 MiB in 16 KiB reads came in {reads} reads");
+        assert!(
+            took >= Duration::from_millis(200),
+            "40 pauses of 5 ms took {took:?}"
+        );
+        // A gap of k ms between two returned 1 ms ticks means k - 1 ticks were missed in a row.
+        // This machine's scheduling noise alone makes gaps of up to ~8 ms with no child at all
+        // (measured with a bare ticker under load average 6 on 2 cores), so the bound leaves room
+        // for that; a reader that held the hub instead of parking shows gaps of ~100 ms and a
+        // handful of ticks in total.
+        assert!(
+            worst <= Duration::from_millis(20),
+            "the ticker missed {} ticks in a row while the child streamed",
+            worst.as_millis().saturating_sub(1)
+        );
+        let expected = took.as_millis() as u64;
+        assert!(
+            ticks * 10 >= expected * 7,
+            "{ticks} ticks in {took:?}: the hub was held by the reader"
+        );
+    });
+}
+
+#[test]
+fn wait_timeout_on_a_sleeping_child_returns_on_time() {
+    hub::run(|| {
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            child.wait_timeout(Duration::from_millis(100)).unwrap(),
+            None
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(300),
+            "wait_timeout(100 ms) took {took:?}"
+        );
+        assert_eq!(child.try_wait().unwrap(), None);
+        child.kill().unwrap();
+        let st = child
+            .wait_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("exited");
+        assert!(!st.success());
+        assert!(eventually_reaped(child.id()));
+    });
+}
+
+#[test]
+fn waiting_for_a_child_parks_only_its_greenlet() {
+    hub::run(|| {
+        let ticks = Rc::new(Cell::new(0u32));
+        let t = ticks.clone();
+        let ticker = hub::spawn(move || loop {
+            hub::sleep(Duration::from_millis(1));
+            t.set(t.get() + 1);
+        });
+        let st = Command::new("sleep").arg("0.2").status().unwrap();
+        assert!(st.success());
+        assert!(
+            ticks.get() >= 50,
+            "only {} ticks during a 200 ms wait",
+            ticks.get()
+        );
+        ticker.kill();
+    });
+}
+
+#[test]
+fn killing_the_greenlet_that_owns_a_child_leaves_no_zombie() {
+    hub::run(|| {
+        let pid = Rc::new(Cell::new(0u32));
+        let p = pid.clone();
+        let owner = hub::spawn(move || {
+            let mut child = Command::new("sleep").arg("0.3").spawn().unwrap();
+            p.set(child.id());
+            child.wait()
+        });
+        hub::sleep(Duration::from_millis(20));
+        let pid = pid.get();
+        assert_ne!(pid, 0);
+        owner.kill();
+        // Like std, dropping the Child does not kill the process: it is still running...
+        let s = child_state(pid);
+        assert!(
+            matches!(s, Some(c) if c != 'Z'),
+            "state right after the kill: {s:?}"
+        );
+        // ...and once it exits, the reaper collects it: no zombie.
+        assert!(
+            eventually_reaped(pid),
+            "pid {pid} left as {:?}",
+            child_state(pid)
+        );
+    });
+}
+
+#[test]
+fn dropping_many_children_unreaped_leaves_no_zombies() {
+    let pids: Vec<u32> = hub::run(|| {
+        (0..20)
+            .map(|i| {
+                let c = Command::new("sleep")
+                    .arg(format!("0.{:02}", i * 3))
+                    .spawn()
+                    .unwrap();
+                c.id()
+            })
+            .collect()
+    });
+    for pid in pids {
+        assert!(
+            eventually_reaped(pid),
+            "pid {pid} left as {:?}",
+            child_state(pid)
+        );
+    }
+}
+
+#[test]
+fn output_and_status_match_std() {
+    let script = "echo out; echo err >&2; exit 4";
+    let ours = hub::run(move || Command::new("sh").args(["-c", script]).output().unwrap());
+    let std = std::process::Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(ours, std);
+    let st = hub::run(|| Command::new("sh").args(["-c", "exit 7"]).status().unwrap());
+    assert_eq!(st.code(), Some(7));
+    let e = hub::run(|| Command::new("/no/such/program").spawn().map(|_| ()));
+    assert_eq!(e.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn piped_stdin_and_stdout_park_their_greenlets() {
+    hub::run(|| {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data: Vec<u8> = (0..2 << 20).map(|i: u32| (i % 253) as u8).collect();
+        let expect = data.clone();
+        // 2 MiB is far more than both pipes hold: the writer must park while the reader drains.
+        let writer = hub::spawn(move || {
+            stdin.write_all(&data).unwrap();
+            // dropping stdin closes it: cat sees end of file
+        });
+        let mut got = Vec::new();
+        child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+        writer.join().unwrap();
+        assert!(got == expect);
+        assert!(child.wait().unwrap().success());
+    });
+}
+
+#[test]
+fn a_childs_stdout_can_feed_another_child() {
+    hub::run(|| {
+        let mut a = Command::new("echo")
+            .arg("piped through")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Command::new("tr")
+            .args(["a-z", "A-Z"])
+            .stdin(a.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"PIPED THROUGH\n");
+        assert!(a.wait().unwrap().success());
+    });
+}
+
+#[test]
+fn timeout_scope_ends_a_wait_and_the_child_can_be_waited_again() {
+    hub::run(|| {
+        let mut child = Command::new("sleep").arg("0.2").spawn().unwrap();
+        let r = greenhub::timeout(Duration::from_millis(20), || child.wait());
+        assert!(r.is_err(), "the scope expired");
+        assert!(child.wait().unwrap().success());
+    });
+}
+
+/// Runs in a child of the test binary with GREENHUB_NO_PIDFD set: the timer fallback.
+#[test]
+fn without_pidfd_the_fallback_polls_and_still_reaps() {
+    const NAME: &str = "without_pidfd_the_fallback_polls_and_still_reaps";
+    if !util::is_child(NAME) {
+        let out = util::self_command()
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(util::CHILD_ENV, NAME)
+            .env("GREENHUB_NO_PIDFD", "1")
+            .output()
+            .unwrap();
+        util::assert_child_ok(&out);
+        return;
+    }
+    hub::run(|| {
+        let mut child = Command::new("sleep").arg("0.1").spawn().unwrap();
+        assert!(format!("{child:?}").contains("pidfd: false"));
+        assert_eq!(child.wait_timeout(Duration::from_millis(20)).unwrap(), None);
+        let t0 = Instant::now();
+        assert!(child.wait().unwrap().success());
+        assert!(t0.elapsed() < Duration::from_millis(300));
+        let dropped = Command::new("sleep").arg("0.05").spawn().unwrap();
+        let pid = dropped.id();
+        drop(dropped);
+        assert!(eventually_reaped(pid));
+    });
+}
