@@ -338,8 +338,9 @@ fn add_listener(i: usize) -> io::Result<()> {
         new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
         // SAFETY: `new.sa_mask` is a valid sigset to empty.
         unsafe { libc::sigemptyset(&mut new.sa_mask) };
-        // SAFETY: `new` is fully initialised; `again` receives what was current (normally `old`).
+        // SAFETY: a zeroed sigaction is a valid value for the kernel to fill in.
         let mut again: libc::sigaction = unsafe { mem::zeroed() };
+        // SAFETY: `new` is fully initialised; `again` receives what was current (normally `old`).
         if unsafe { libc::sigaction(signo, &new, &mut again) } != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -1,7 +1,7 @@
 //! Time: sleeping, timeouts and a ticker, in one place (tokio's `tokio::time`).
 //!
 //! [`sleep`], [`sleep_until`] and [`timeout`] are the hub's own (re-exported from
-//! [`crate::hub`] and [`crate::timeout`]); [`interval`] makes an [`Interval`], a ticker that
+//! [`crate::hub`] and [`crate::timeout`](mod@crate::timeout)); [`interval`] makes an [`Interval`], a ticker that
 //! fires every `period` and says what happens to ticks it missed ([`MissedTickBehavior`]).
 //!
 //! ```
