@@ -297,3 +297,16 @@ fn without_pidfd_the_fallback_polls_and_still_reaps() {
         assert!(eventually_reaped(pid));
     });
 }
+
+#[test]
+fn sigchld_stays_the_programs_own() {
+    use greenhub::signal::{signal, SignalKind};
+    hub::run(|| {
+        // The program listens to SIGCHLD itself; greenhub's waits do not consume it.
+        let mut chld = signal(SignalKind::child()).unwrap();
+        let st = Command::new("true").status().unwrap();
+        assert!(st.success());
+        chld.recv_timeout(Duration::from_secs(5))
+            .expect("the program still receives SIGCHLD");
+    });
+}
