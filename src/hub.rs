@@ -952,6 +952,13 @@ impl Hub {
         v
     }
 
+    /// io (fairness): iterations of the loop so far, and whether a greenlet (not the hub
+    /// context) is running — what `io::fd::fair_point` needs to tell a greenlet that has held the
+    /// hub since the loop last ran.
+    pub(crate) fn loop_ticks(&self) -> (u64, bool) {
+        (self.counters.ticks.get(), !self.current.get().is_null())
+    }
+
     /// The mio registry, for registering I/O sources with this hub.
     pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&mio::Registry) -> R) -> R {
         f(self.poll.borrow().registry())

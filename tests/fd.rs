@@ -75,15 +75,18 @@ fn parks_only_its_greenlet(wait: impl FnOnce() + 'static, wake: impl FnOnce() + 
             wait();
             w.set(Some(Instant::now()));
         });
-        hub::sleep(Duration::from_millis(50));
+        // The ticker keeps running while the waiter is parked (bounded: 5 s).
+        let t0 = Instant::now();
+        while ticks.get() < 10 && t0.elapsed() < Duration::from_secs(5) {
+            hub::sleep(Duration::from_millis(1));
+        }
         assert!(
             woke_at.get().is_none(),
             "the waiter returned before the descriptor was ready"
         );
-        let before = ticks.get();
         assert!(
-            before >= 10,
-            "the ticker ran only {before} times in 50 ms while the waiter was parked"
+            ticks.get() >= 10,
+            "the ticker stalled while the waiter was parked"
         );
         let sent = Instant::now();
         wake();
@@ -229,8 +232,13 @@ fn async_fd_works_with_a_nonblocking_descriptor_greenhub_did_not_create() {
         let stop = Rc::new(Cell::new(false));
         let (ticks, t) = ticker(stop.clone());
         let mut fd = AsyncFd::new(a).unwrap();
+        let tk = ticks.clone();
         let writer = hub::spawn(move || {
-            hub::sleep(Duration::from_millis(40));
+            // Write only once the ticker has run 10 times: the reader must be parked meanwhile.
+            let t0 = Instant::now();
+            while tk.get() < 10 && t0.elapsed() < Duration::from_secs(5) {
+                hub::sleep(Duration::from_millis(1));
+            }
             let mut b = b;
             b.write_all(b"ping").unwrap(); // a std blocking write: the buffer has room
             b

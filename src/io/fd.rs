@@ -86,6 +86,60 @@ pub(crate) fn wait_fd(fd: RawFd, interest: Interest, deadline: Option<Instant>) 
     }
 }
 
+/// How long a greenlet may keep finding its descriptors ready, without the hub loop running in
+/// between, before [`fair_point`] sends it through the hub.
+pub(crate) const HOLD_LIMIT: Duration = Duration::from_millis(1);
+
+/// Fairness for descriptors that stay ready: called before each operation of an `AsyncFd` (pipes,
+/// child pipes). A reader of a fast producer (a child writing as fast as it can) may find data on
+/// every read and never park, which would hold the hub — no timer, no other greenlet would run
+/// until the stream ends. So when the hub loop has not run for [`HOLD_LIMIT`] while this thread
+/// kept finding descriptors ready, the caller parks once with an immediate deadline: the loop runs
+/// other ready greenlets, polls and fires timers, then resumes it (tokio's cooperative budget,
+/// measured in time instead of operations). Costs one `Instant::now()` per operation; a caller
+/// that parks on its own never pays the trip.
+///
+/// # Errors
+/// `TimedOut` when the trip finds an enclosing timeout scope expired (it is a blocking point).
+pub(crate) fn fair_point() -> io::Result<()> {
+    thread_local! {
+        /// (the hub's loop iteration count, when this thread was first seen in it).
+        static STREAK: Cell<(u64, Option<Instant>)> = const { Cell::new((u64::MAX, None)) };
+    }
+    let Some(hub) = hub::existing_hub() else {
+        return Ok(());
+    };
+    let (ticks, in_greenlet) = hub.loop_ticks();
+    if !in_greenlet {
+        return Ok(()); // a hub callback: cannot park, and holds the loop only briefly
+    }
+    let now = Instant::now();
+    let Ok((seen, since)) = STREAK.try_with(Cell::get) else {
+        return Ok(()); // thread-local teardown
+    };
+    match since {
+        Some(t) if seen == ticks => {
+            if now.duration_since(t) < HOLD_LIMIT {
+                return Ok(());
+            }
+        }
+        _ => {
+            let _ = STREAK.try_with(|s| s.set((ticks, Some(now))));
+            return Ok(());
+        }
+    }
+    let wake = hub.park(WaitOn::Sleep, Some(now));
+    let _ = STREAK.try_with(|s| s.set((hub.loop_ticks().0, Some(Instant::now()))));
+    match wake {
+        Wake::ScopeExpired => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "an enclosing greenhub timeout expired during I/O",
+        )),
+        Wake::Killed | Wake::Deadlock => Err(crate::reactor::killed()),
+        Wake::Woken | Wake::TimedOut => Ok(()),
+    }
+}
+
 /// A registration for one wait; undone on drop (also when a kill unwinds through the park).
 struct OneShot {
     hub: &'static Hub,

@@ -31,6 +31,13 @@
 //! });
 //! ```
 //!
+//! **Fairness.** A descriptor that is always ready (a pipe from a child writing as fast as it
+//! can) would let its reader run without ever parking, holding the hub. So an `AsyncFd`
+//! operation (and a pipe's) first checks how long the hub loop has not run while this thread kept
+//! finding descriptors ready; past 1 ms it parks once, with an immediate deadline, so other
+//! greenlets and timers get their turn (tokio's cooperative budget, measured in time). Code that
+//! parks on its own never pays for it.
+//!
 //! Like the `net` types, a registration belongs to the hub of the thread whose greenlet first
 //! waited on it: an `AsyncFd` or pipe end may be moved to another thread before its first blocking
 //! call, not after. On a thread that never used greenhub, the waits block the thread in
@@ -275,6 +282,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// See [`AsyncFd`].
     #[track_caller]
     pub fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        fd::fair_point()?;
         let inner = &self.inner;
         self.reg.io(Dir::Read, |_| op(inner))
     }
@@ -291,6 +299,7 @@ impl<T: AsRawFd> AsyncFd<T> {
         &mut self,
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> io::Result<R> {
+        fd::fair_point()?;
         let AsyncFd { reg, inner } = self;
         reg.io(Dir::Read, |_| op(inner))
     }
@@ -305,6 +314,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     /// Inside the hub (a hub callback).
     #[track_caller]
     pub fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        fd::fair_point()?;
         let inner = &self.inner;
         self.reg.io(Dir::Write, |_| op(inner))
     }
@@ -321,6 +331,7 @@ impl<T: AsRawFd> AsyncFd<T> {
         &mut self,
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> io::Result<R> {
+        fd::fair_point()?;
         let AsyncFd { reg, inner } = self;
         reg.io(Dir::Write, |_| op(inner))
     }
@@ -384,6 +395,7 @@ where
     &'a T: Read,
 {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        fd::fair_point()?;
         let this: &'a AsyncFd<T> = self;
         this.reg.io(Dir::Read, |_| {
             let mut inner: &'a T = &this.inner;
@@ -397,6 +409,7 @@ where
     &'a T: Write,
 {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        fd::fair_point()?;
         let this: &'a AsyncFd<T> = self;
         this.reg.io(Dir::Write, |_| {
             let mut inner: &'a T = &this.inner;
