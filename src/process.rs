@@ -94,19 +94,6 @@ impl fmt::Debug for Command {
     }
 }
 
-impl From<std::process::Command> for Command {
-    /// Wraps a configured std command. Its stdio settings are unknown here, so they are treated
-    /// as set (std's own defaults then apply inside std: inherit, also for `output`).
-    fn from(inner: std::process::Command) -> Command {
-        Command {
-            inner,
-            stdin_set: true,
-            stdout_set: true,
-            stderr_set: true,
-        }
-    }
-}
-
 impl Command {
     /// A command for `program` (std's `Command::new`).
     pub fn new<S: AsRef<OsStr>>(program: S) -> Command {
@@ -441,6 +428,19 @@ impl Child {
     ///
     /// # Errors
     /// The `waitpid` error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use greenhub::{hub, process::Command};
+    /// hub::run(|| {
+    ///     let mut c = Command::new("sleep").arg("1").spawn().unwrap();
+    ///     assert_eq!(c.try_wait().unwrap(), None);
+    ///     c.kill().unwrap();
+    ///     c.wait().unwrap();
+    ///     assert!(c.try_wait().unwrap().is_some());
+    /// });
+    /// ```
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         if let Some(s) = self.status {
             return Ok(Some(s));
@@ -643,15 +643,59 @@ macro_rules! child_pipe {
 child_pipe!(
     /// Our end of a child's stdin (std's `ChildStdin`): a write into the full pipe parks only the
     /// calling greenlet. Dropping it closes the pipe (the child reads end of file).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use greenhub::{hub, process::{Command, Stdio}};
+    ///
+    /// hub::run(|| {
+    ///     let mut wc = Command::new("wc").arg("-c")
+    ///         .stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    ///     wc.stdin.take().unwrap().write_all(b"12345").unwrap(); // dropped: wc sees the end
+    ///     let out = wc.wait_with_output().unwrap();
+    ///     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
+    /// });
+    /// ```
     ChildStdin(PipeWriter)
 );
 child_pipe!(
     /// Our end of a child's stdout (std's `ChildStdout`): a read with nothing to read parks only
-    /// the calling greenlet.
+    /// the calling greenlet. It can feed another child (`Stdio::from`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use greenhub::{hub, process::{Command, Stdio}};
+    ///
+    /// hub::run(|| {
+    ///     let mut ls = Command::new("echo").arg("b\na").stdout(Stdio::piped()).spawn().unwrap();
+    ///     let sorted = Command::new("sort").stdin(ls.stdout.take().unwrap()).output().unwrap();
+    ///     assert_eq!(sorted.stdout, b"a\nb\n");
+    ///     ls.wait().unwrap();
+    /// });
+    /// ```
     ChildStdout(PipeReader)
 );
 child_pipe!(
-    /// Our end of a child's stderr (std's `ChildStderr`).
+    /// Our end of a child's stderr (std's `ChildStderr`); see [`ChildStdout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use greenhub::{hub, process::{Command, Stdio}};
+    ///
+    /// hub::run(|| {
+    ///     let mut c = Command::new("sh").args(["-c", "echo oops >&2"])
+    ///         .stderr(Stdio::piped()).spawn().unwrap();
+    ///     let mut e = String::new();
+    ///     c.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+    ///     assert_eq!(e, "oops\n");
+    ///     c.wait().unwrap();
+    /// });
+    /// ```
     ChildStderr(PipeReader)
 );
 

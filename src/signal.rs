@@ -639,6 +639,9 @@ pub fn wait_any(kinds: &[SignalKind]) -> io::Result<SignalKind> {
 }
 
 /// A running [`signal_handler`]: cancel it (or drop it) to stop handling.
+///
+/// # Examples
+/// See [`signal_handler`].
 #[derive(Debug)]
 pub struct SignalHandler {
     kind: SignalKind,

@@ -174,20 +174,20 @@ impl AsRawFd for Num {
 ///     let e2 = efd.clone();
 ///     hub::spawn(move || {
 ///         let one = 1u64.to_ne_bytes();
-///         e2.write_with(|fd| rustix_like_write(fd, &one)).unwrap();
+///         e2.write_with(|fd| write_fd(fd, &one)).unwrap();
 ///     });
 ///     let mut buf = [0u8; 8];
-///     let n = efd.read_with(|fd| rustix_like_read(fd, &mut buf)).unwrap(); // parks until written
+///     let n = efd.read_with(|fd| read_fd(fd, &mut buf)).unwrap(); // parks until written
 ///     assert_eq!((n, u64::from_ne_bytes(buf)), (8, 1));
 /// });
 ///
-/// fn rustix_like_read(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+/// fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
 ///     use std::os::fd::AsRawFd;
 ///     // SAFETY: `buf` is valid for writes of its length for the call.
 ///     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
 ///     if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
 /// }
-/// fn rustix_like_write(fd: &OwnedFd, buf: &[u8]) -> std::io::Result<usize> {
+/// fn write_fd(fd: &OwnedFd, buf: &[u8]) -> std::io::Result<usize> {
 ///     use std::os::fd::AsRawFd;
 ///     // SAFETY: `buf` is valid for reads of its length for the call.
 ///     let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
