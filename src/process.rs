@@ -19,7 +19,8 @@
 //!
 //! [`Command`] has `std::process::Command`'s builder methods (and the Unix `CommandExt` ones
 //! greenhub can forward: `uid`, `gid`, `process_group`, `arg0`, `pre_exec`); [`Stdio`],
-//! [`ExitStatus`] and [`Output`] *are* std's. Porting code is a change of the `use` line.
+//! [`ExitStatus`], [`Output`] (and `exit`, `abort`, `id`, `ExitCode`, re-exported) *are* std's.
+//! Porting code is a change of the `use` line.
 //! `spawn` itself runs on the calling thread (a fork/exec is short and std waits for the `exec` to
 //! report success); everything that can take long parks only the caller: [`Child::wait`],
 //! [`Child::wait_timeout`], [`Child::wait_with_output`], [`Command::output`], [`Command::status`],
@@ -58,7 +59,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use std::process::{ExitStatus, Output, Stdio};
+/// std's own types and functions, so `use greenhub::process::{self, …}` ports as a whole.
+pub use std::process::{
+    abort, exit, id, CommandArgs, CommandEnvs, ExitCode, ExitStatus, Output, Stdio, Termination,
+};
 
 use crate::hub::{WaitOn, Wake};
 use crate::io::{PipeReader, PipeWriter};
@@ -223,12 +227,12 @@ impl Command {
     }
 
     /// The arguments.
-    pub fn get_args(&self) -> std::process::CommandArgs<'_> {
+    pub fn get_args(&self) -> CommandArgs<'_> {
         self.inner.get_args()
     }
 
     /// The environment changes.
-    pub fn get_envs(&self) -> std::process::CommandEnvs<'_> {
+    pub fn get_envs(&self) -> CommandEnvs<'_> {
         self.inner.get_envs()
     }
 
