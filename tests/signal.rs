@@ -243,6 +243,21 @@ fn fault_and_uncatchable_signals_are_refused() {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "signal {s}");
     }
     assert!(Signal::new(&[]).is_err());
+    // Listening to other signals leaves the overflow reporter's SIGSEGV/SIGBUS handlers alone.
+    hub::run(|| {
+        let (segv, bus) = (disposition(libc::SIGSEGV), disposition(libc::SIGBUS));
+        let s = signal(SignalKind::from_raw(rt(9))).unwrap();
+        assert_eq!(
+            (disposition(libc::SIGSEGV), disposition(libc::SIGBUS)),
+            (segv, bus)
+        );
+        drop(s);
+        assert_eq!(
+            (disposition(libc::SIGSEGV), disposition(libc::SIGBUS)),
+            (segv, bus)
+        );
+        assert_ne!(segv, libc::SIG_DFL, "a hub installs the overflow reporter");
+    });
     // A refused kind in a list installs nothing for the others.
     let before = disposition(rt(5));
     assert!(Signal::new(&[
