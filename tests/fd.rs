@@ -341,3 +341,53 @@ fn pipe_ends_convert_to_blocking_descriptors_for_children() {
     assert_ne!(fl & libc::O_NONBLOCK, 0);
     drop((r, back));
 }
+
+/// A measurement, not a check: ping-pong over two eventfds between two greenlets, waiting with
+/// the one-shot `wait_readable` (two `epoll_ctl`s per wait) and with `AsyncFd` (registered once).
+/// `cargo test --test fd -- --ignored --nocapture` (use `--release` for figures worth quoting).
+#[test]
+#[ignore]
+fn measure_one_shot_wait_against_async_fd() {
+    const N: u32 = 20_000;
+    fn ping_pong(one_shot: bool) -> Duration {
+        hub::run(move || {
+            let (a, b) = (Rc::new(eventfd()), Rc::new(eventfd()));
+            let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
+            let wait = move |fd: &Rc<OwnedFd>, afd: &AsyncFd<RawFd>| -> u64 {
+                if one_shot {
+                    loop {
+                        match read_u64(fd.as_raw_fd()) {
+                            Ok(v) => return v,
+                            Err(_) => io::wait_readable(&**fd, None).unwrap(),
+                        }
+                    }
+                } else {
+                    afd.read_with(|&raw| read_u64(raw)).unwrap()
+                }
+            };
+            let (xa, xb) = (
+                Rc::new(AsyncFd::new(fa).unwrap()),
+                Rc::new(AsyncFd::new(fb).unwrap()),
+            );
+            let (a2, xa2) = (a.clone(), xa.clone());
+            let peer = hub::spawn(move || {
+                for _ in 0..N {
+                    wait(&a2, &xa2);
+                    write_u64(fb, 1);
+                }
+            });
+            let t0 = Instant::now();
+            for _ in 0..N {
+                write_u64(fa, 1);
+                wait(&b, &xb);
+            }
+            let took = t0.elapsed();
+            peer.join().unwrap();
+            drop((xa, xb));
+            took / N
+        })
+    }
+    let one = ping_pong(true);
+    let reg = ping_pong(false);
+    eprintln!("round trip: one-shot wait_readable {one:?}, AsyncFd {reg:?}");
+}
