@@ -31,6 +31,13 @@
 //! names the same open file under a new number and can be added beside the existing entry: it
 //! sees the same readiness. Costs one `fcntl(F_DUPFD_CLOEXEC)` and one `close` per such wait.
 //!
+//! **For a libc interposition layer** (`read`/`write`/`accept`/`poll` on descriptors the program
+//! made): try the call non-blocking; on `EAGAIN` call `wait_fd(fd, Interest::READABLE or
+//! WRITABLE, deadline)` and retry; `Err(TimedOut)` maps to the call's own timeout. `wait_fd` with
+//! `READABLE | WRITABLE` returns when either is ready (re-check with `poll(2)`, timeout 0, to
+//! learn which). It is a blocking point like any other: timeout scopes end it, kills unwind from
+//! it. It does not pass the fairness point ([`fair_point`]): every call parks.
+//!
 //! Readiness may be spurious (a hang-up or error wakes both directions; a registration reports a
 //! state that another reader consumes first): callers retry their operation and wait again on
 //! `WouldBlock`, as with any readiness API.
