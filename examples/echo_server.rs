@@ -9,6 +9,10 @@
 //! handing each connection to the next hub by default, or with `--reuseport` one `SO_REUSEPORT`
 //! listener per hub.
 //!
+//! SIGINT (Ctrl-C) or SIGTERM stops it gracefully: no new connections, the open ones get
+//! `--grace SECS` (default 5) to finish, the rest are killed; it prints how many were drained and
+//! exits 0.
+//!
 //! Each handler reads into a `[u8; 4096]` on its own stack, as natural Rust code would. That
 //! buffer is part of the greenlet's live stack slice, so it is copied whenever the hub switches
 //! between two connection greenlets; `echo_client` measures what that costs.
@@ -16,7 +20,18 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use greenhub::net::TcpStream;
-use greenhub::server::{Distribution, MultiServer, StreamServer};
+use greenhub::server::{Distribution, MultiServer, StopReport, StreamServer};
+use greenhub::signal::SignalKind;
+
+/// The signals that stop the server gracefully.
+const STOP_ON: [SignalKind; 2] = [SignalKind::interrupt(), SignalKind::terminate()];
+
+fn report(r: StopReport) {
+    println!(
+        "echo server stopped: drained {} connection(s), killed {}",
+        r.drained, r.killed
+    );
+}
 
 fn handle(mut stream: TcpStream, _peer: SocketAddr) {
     let mut buf = [0u8; 4096];
@@ -48,6 +63,7 @@ fn main() -> std::io::Result<()> {
     let mut heap = false;
     let mut threads: Option<usize> = None;
     let mut distribution = Distribution::Handoff;
+    let mut grace = std::time::Duration::from_secs(5);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -64,11 +80,19 @@ fn main() -> std::io::Result<()> {
                         .expect("--threads needs a number"),
                 )
             }
+            "--grace" => {
+                grace = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .map(std::time::Duration::from_secs_f64)
+                    .expect("--grace needs a number of seconds")
+            }
             "--handoff" => distribution = Distribution::Handoff,
             "--reuseport" => distribution = Distribution::ReusePort,
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr HOST:PORT] [--heap-buffer] [--threads N [--reuseport]]   \
+                    "usage: echo_server [--addr HOST:PORT] [--heap-buffer] [--threads N [--reuseport]] \
+                     [--grace SECS]   \
                      (default 127.0.0.1:7000, one hub)"
                 );
                 return Ok(());
@@ -87,7 +111,8 @@ fn main() -> std::io::Result<()> {
             "echo server listening on {} with {n} hubs ({distribution:?})",
             server.local_addr()
         );
-        return server.serve_forever();
+        report(server.serve_until_signal(&STOP_ON, grace)?);
+        return Ok(());
     }
     let server = if heap {
         StreamServer::bind(addr.as_str(), handle_heap)?
@@ -95,5 +120,6 @@ fn main() -> std::io::Result<()> {
         StreamServer::bind(addr.as_str(), handle)?
     };
     println!("echo server listening on {}", server.local_addr()?);
-    server.serve_forever()
+    report(server.serve_until_signal(&STOP_ON, grace)?);
+    Ok(())
 }

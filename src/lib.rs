@@ -68,29 +68,42 @@
 )]
 
 // Layers, lowest first; a module imports only from the layers above it in this list
-// (tests/layers.rs checks every `use crate::` line).
-mod rt;
-mod stack; // stacks and stack slices
-mod sys; // every libc and assembly contact // the single-thread core: control blocks, hub, loop, slicing, timers, I/O slots, mailbox
+// (tests/layers.rs checks every `crate::` path).
 
-pub mod greenlet; // the public face of the core
+// 0-2: every libc and assembly contact; stacks and slices; the single-thread core.
+mod sys;
+
+mod stack;
+
+mod rt;
+
+// 3: the public face of the core.
+pub mod greenlet;
 mod reactor;
 pub mod timeout;
 
-mod remote; // the doors between threads: Handle, blockers, the thread pool
+// 4-6: the doors between threads; the monitor; the public hub module that gathers them.
+mod remote;
 pub use remote::threadpool;
 
-pub mod hub;
-mod monitor; // gathers the public hub API (spawn, sleep, run, Handle, monitor)
+mod monitor;
 
+pub mod hub;
+
+// 7-10: what programs use.
+pub mod io;
 pub mod net;
 pub mod sync;
+pub mod time;
 
 pub mod fs;
 pub mod pool;
-pub mod server;
+pub mod process;
+pub mod signal;
 
 pub mod runtime;
+
+pub mod server;
 
 pub use greenlet::{Greenlet, GreenletError};
 pub use timeout::{timeout, Elapsed, Timeout};

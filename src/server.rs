@@ -42,6 +42,9 @@ use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
 use crate::rt::{current_hub, KillSignal, WaitOn, Waiter, Wake};
 use crate::runtime::Runtime;
 
+mod graceful;
+pub use graceful::StopReport;
+
 /// The first pause after running out of descriptors.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// The longest pause between accept attempts while out of descriptors.
@@ -268,22 +271,21 @@ impl StreamServer {
 
     /// Stops accepting and closes the listener, waits up to `grace` for the handlers to finish,
     /// then kills those still running and waits for them to unwind. Called from a handler, it
-    /// neither waits for nor kills that handler. Stopping a stopped server does nothing.
+    /// neither waits for nor kills that handler. Stopping a stopped server does nothing (and
+    /// reports zeros).
+    ///
+    /// Returns how many handlers were running when it began and finished within `grace`
+    /// (`drained`) and how many were killed. To stop on `SIGINT`/`SIGTERM`, see
+    /// [`serve_until_signal`](Self::serve_until_signal).
     ///
     /// # Panics
     /// Inside the hub (it blocks).
     #[track_caller]
-    pub fn stop(&self, grace: Duration) {
+    pub fn stop(&self, grace: Duration) -> StopReport {
         let inner = &self.inner;
-        if inner.stopped.replace(true) {
-            return;
+        if !self.close(true) {
+            return StopReport::default();
         }
-        let accept = inner.accept_loop.borrow_mut().take();
-        if let Some(g) = &accept {
-            g.kill();
-        }
-        drop(inner.listener.borrow_mut().take());
-        wake_all(&inner.loop_done);
         let me = crate::greenlet::current_id();
         let others = || {
             inner
@@ -293,6 +295,7 @@ impl StreamServer {
                 .filter(|(_, g)| g.id() != me)
                 .count()
         };
+        let open = others();
         let deadline = Instant::now().checked_add(grace);
         while others() > 0 {
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -322,6 +325,30 @@ impl StreamServer {
         for g in &victims {
             g.kill();
         }
+        StopReport {
+            drained: open - victims.len(),
+            killed: victims.len(),
+        }
+    }
+
+    /// Stops accepting: marks the server stopped, kills the accept loop (waiting for it if
+    /// `wait`), closes the listener. Returns false if it was already stopped.
+    fn close(&self, wait: bool) -> bool {
+        let inner = &self.inner;
+        if inner.stopped.replace(true) {
+            return false;
+        }
+        let accept = inner.accept_loop.borrow_mut().take();
+        if let Some(g) = &accept {
+            if wait {
+                g.kill();
+            } else {
+                g.kill_nowait();
+            }
+        }
+        drop(inner.listener.borrow_mut().take());
+        wake_all(&inner.loop_done);
+        true
     }
 }
 
@@ -531,7 +558,10 @@ impl MultiBuilder {
                 "could not resolve to any addresses",
             )
         })?;
-        let handler: Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync> = Arc::new(handler);
+        let drain = Arc::new(graceful::Drain::default());
+        let d = drain.clone();
+        let handler: Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync> =
+            Arc::new(move |s, p| d.run(|| handler(s, p)));
         let runtime = Runtime::builder()
             .threads(self.threads)
             .thread_name("greenhub-server")
@@ -552,6 +582,8 @@ impl MultiBuilder {
                         let server =
                             StreamServer::new(TcpListener::from(l), move |s, p| handler(s, p))?;
                         server.set_nodelay(nodelay);
+                        // Killed by a graceful stop: stop accepting, leave the handlers running.
+                        let _close = graceful::CloseOnDrop(server.clone());
                         server.serve_forever()
                     }));
                 }
@@ -573,6 +605,7 @@ impl MultiBuilder {
             addr: local,
             loops: Mutex::new(loops),
             runtime,
+            drain,
         })
     }
 }
@@ -659,6 +692,8 @@ pub struct MultiServer {
     addr: SocketAddr,
     loops: Mutex<Vec<RemoteGreenlet<io::Result<()>>>>,
     runtime: Runtime,
+    /// Handlers running on any hub (for a graceful stop).
+    drain: Arc<graceful::Drain>,
 }
 
 impl fmt::Debug for MultiServer {

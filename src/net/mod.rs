@@ -79,10 +79,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 #[macro_use]
 mod common;
+mod lookup;
 mod tcp;
 mod udp;
 pub mod unix;
 
+pub use lookup::lookup_host;
 pub use std::net::Shutdown;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;

@@ -89,6 +89,53 @@ impl Hub {
         Ok(token)
     }
 
+    /// Registers `fd` for `interest` only, not ready until an edge says so (a one-shot wait on a
+    /// descriptor somebody else reads: `io::wait_readable`); returns its token.
+    ///
+    /// # Errors
+    /// The error of `epoll_ctl` (`EEXIST`: already in this poll; `EPERM`: a regular file).
+    pub(crate) fn io_register_for(&self, fd: RawFd, interest: Interest) -> io::Result<usize> {
+        let token = self.io.borrow_mut().insert(IoSlot {
+            readable: Cell::new(false),
+            writable: Cell::new(false),
+            read_closed: Cell::new(false),
+            write_closed: Cell::new(false),
+            readers: RefCell::default(),
+            writers: RefCell::default(),
+        });
+        let registered =
+            self.poll
+                .borrow()
+                .registry()
+                .register(&mut SourceFd(&fd), Token(token), interest);
+        if let Err(e) = registered {
+            self.io.borrow_mut().remove(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// Queues the running greenlet's waiter on `token` for `interest`, leaving the readiness
+    /// flags alone; then [`io_park`](Self::io_park).
+    ///
+    /// # Panics
+    /// Inside the hub context, or if `token` is not a live registration.
+    #[track_caller]
+    pub(crate) fn io_queue_waiter(&self, token: usize, interest: Interest) {
+        self.current_core("wait for I/O");
+        let io = self.io.borrow();
+        let slot = io
+            .get(token)
+            .expect("greenhub: a live registration's I/O slot is missing");
+        let w = self.current_waiter();
+        if interest.is_readable() {
+            slot.readers.borrow_mut().push(w.clone());
+        }
+        if interest.is_writable() {
+            slot.writers.borrow_mut().push(w);
+        }
+    }
+
     /// Undoes [`io_register`](Self::io_register). Call before the descriptor closes.
     pub(crate) fn io_deregister(&'static self, fd: RawFd, token: usize) {
         let _ = self.poll.borrow().registry().deregister(&mut SourceFd(&fd));

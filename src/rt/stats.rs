@@ -33,6 +33,13 @@ impl super::hub::Hub {
         &self.counters
     }
 
+    /// Iterations of the loop so far, and whether a greenlet (not the hub context) is running:
+    /// what `io::fd::fair_point` needs to tell a greenlet that has held the hub since the loop
+    /// last ran.
+    pub(crate) fn loop_ticks(&self) -> (u64, bool) {
+        (self.counters.ticks.get(), !self.current.get().is_null())
+    }
+
     /// Stack regions mapped.
     pub(crate) fn stack_regions(&self) -> usize {
         self.stacks.len()
