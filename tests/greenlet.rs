@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use greenhub::greenlet::Builder;
 use greenhub::{hub, GreenletError};
+use support::panic_message;
+
+mod support;
 
 /// Counts its drops.
 struct DropCounter(Rc<Cell<usize>>);
@@ -18,13 +21,6 @@ impl Drop for DropCounter {
     }
 }
 
-/// The message of a caught panic.
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
 
 #[test]
 fn join_returns_values_in_any_order() {
@@ -81,7 +77,7 @@ fn panic_is_isolated_and_returned_by_join() {
         }
         assert_eq!(finished.get(), 10);
         match bad.join() {
-            Err(GreenletError::Panicked(p)) => assert_eq!(message(&*p), "boom 42"),
+            Err(GreenletError::Panicked(p)) => assert_eq!(panic_message(&*p), "boom 42"),
             other => panic!("expected the panic back, got {other:?}"),
         }
     });
@@ -90,7 +86,7 @@ fn panic_is_isolated_and_returned_by_join() {
 #[test]
 fn run_resumes_the_panic_of_its_function() {
     let r = panic::catch_unwind(|| hub::run(|| panic!("inside run")));
-    assert_eq!(message(&*r.unwrap_err()), "inside run");
+    assert_eq!(panic_message(&*r.unwrap_err()), "inside run");
     // The hub is still usable afterwards.
     assert_eq!(hub::run(|| 5), 5);
 }
@@ -256,7 +252,7 @@ fn join_timeout_gives_up_and_can_retry() {
         assert_eq!(g.join_timeout(Duration::from_secs(5)).unwrap(), 7);
         let again =
             panic::catch_unwind(AssertUnwindSafe(|| g.join_timeout(Duration::from_secs(1))));
-        assert!(message(&*again.unwrap_err()).contains("already taken"));
+        assert!(panic_message(&*again.unwrap_err()).contains("already taken"));
     });
 }
 
@@ -275,7 +271,7 @@ fn join_self_message() {
             let me = guard.as_ref().unwrap();
             let r =
                 panic::catch_unwind(AssertUnwindSafe(|| me.join_timeout(Duration::from_secs(1))));
-            *o.borrow_mut() = message(&*r.unwrap_err());
+            *o.borrow_mut() = panic_message(&*r.unwrap_err());
         });
         let id = g.id();
         *cell.borrow_mut() = Some(g);
@@ -296,11 +292,11 @@ fn blocking_or_killing_inside_the_hub_panics_clearly() {
         let (o, v) = (out.clone(), victim.clone());
         hub::run_callback(move || {
             let r = panic::catch_unwind(AssertUnwindSafe(|| hub::sleep(Duration::from_millis(1))));
-            o.borrow_mut().push(message(&*r.unwrap_err()));
+            o.borrow_mut().push(panic_message(&*r.unwrap_err()));
             let r = panic::catch_unwind(AssertUnwindSafe(|| v.kill()));
-            o.borrow_mut().push(message(&*r.unwrap_err()));
+            o.borrow_mut().push(panic_message(&*r.unwrap_err()));
             let r = panic::catch_unwind(AssertUnwindSafe(hub::yield_now));
-            o.borrow_mut().push(message(&*r.unwrap_err()));
+            o.borrow_mut().push(panic_message(&*r.unwrap_err()));
         });
         hub::sleep(Duration::from_millis(5));
         assert!(!victim.is_finished(), "the refused kill did not happen");
@@ -323,7 +319,7 @@ fn main_waiting_forever_is_a_clear_deadlock_panic() {
             g.join().ok();
         })
     });
-    let m = message(&*r.unwrap_err());
+    let m = panic_message(&*r.unwrap_err());
     assert!(m.contains("would block forever"), "{m}");
     assert!(m.contains("to finish"), "says what it waited for: {m}");
 }
@@ -373,7 +369,7 @@ fn use_after_the_hub_is_gone_panics_clearly() {
             });
             let m = r
                 .err()
-                .map(|p| message(&*p))
+                .map(|p| panic_message(&*p))
                 .unwrap_or_else(|| "no panic".into());
             self.0.send(m).unwrap();
         }

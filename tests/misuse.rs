@@ -17,22 +17,15 @@ use std::time::{Duration, Instant};
 use greenhub::hub::{self, Builder};
 use greenhub::sync::{Event, Queue};
 use greenhub::GreenletError;
+use support::panic_message;
 
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic>".into()
-    }
-}
+mod support;
 
 /// Runs `f` on a fresh thread (so it gets a fresh hub, torn down at exit) and returns its panic
 /// message.
 fn panic_message_of(f: impl FnOnce() + Send + 'static) -> String {
     let r = std::thread::spawn(f).join();
-    message(&*r.expect_err("the thread should have panicked"))
+    panic_message(&*r.expect_err("the thread should have panicked"))
 }
 
 fn assert_deadlock_names(m: &str, what: &str) {
@@ -129,7 +122,7 @@ fn joining_a_killed_greenlet_is_err_killed() {
         ));
         // join_timeout took the outcome; a second join says so clearly.
         let again = panic::catch_unwind(panic::AssertUnwindSafe(|| g.join()));
-        assert!(message(&*again.unwrap_err()).contains("already taken"));
+        assert!(panic_message(&*again.unwrap_err()).contains("already taken"));
         // Killed while parked.
         let d = Counted(drops.clone());
         let g = hub::spawn(move || {

@@ -1,6 +1,6 @@
 //! TcpListener / TcpStream: echo at scale, timeouts, half-close, resets, sharing, errors.
 
-mod util;
+mod support;
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use greenhub::hub;
 use greenhub::net::{TcpListener, TcpStream};
-use util::*;
+use support::*;
 
 /// Accepts forever on `l`, echoing each connection in its own greenlet.
 fn serve_echo(l: TcpListener) {
@@ -46,7 +46,7 @@ fn round_trip(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
 
 #[test]
 fn echo_1000_concurrent_connections_one_hub() {
-    raise_fd_limit();
+    raise_nofile();
     hub::run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();

@@ -15,25 +15,19 @@ use std::process::Output;
 
 use greenhub::hub;
 
-mod util;
+use support::{child_command, is_child};
 
-const CHILD_ENV: &str = "GREENHUB_OVERFLOW_CHILD";
+mod support;
 
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
-/// Re-runs this binary with only `test`, marked as the child, with extra environment.
+/// Re-runs this binary with only `test`, marked as the child, with the stack-size variables of the
+/// parent removed and `env` added.
 fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = util::self_command();
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
+    child_command(test)
         .env_remove("GREENHUB_STACK_SIZE")
-        .env_remove("GREENHUB_HUB_STACK_SIZE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("spawn the test binary")
+        .env_remove("GREENHUB_HUB_STACK_SIZE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("spawn the test binary")
 }
 
 /// In the child: no core file for the crash we are about to cause.
