@@ -21,7 +21,6 @@ impl Drop for DropCounter {
     }
 }
 
-
 #[test]
 fn join_returns_values_in_any_order() {
     hub::run(|| {

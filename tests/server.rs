@@ -13,7 +13,6 @@ use greenhub::net::{TcpListener, TcpStream};
 use greenhub::server::StreamServer;
 use support::*;
 
-
 fn echo_server() -> StreamServer {
     StreamServer::bind("127.0.0.1:0", |s, _| {
         let _ = echo(s);

@@ -1,7 +1,7 @@
 //! Echo-server benchmark: greenhub beside what users would pick instead.
 //!
-//! `cargo bench --bench echo` (full: ~15 min) or `GREENHUB_BENCH_QUICK=1 cargo bench --bench echo`
-//! (smoke run, < 1 min). See BENCHMARKS.md for the tables and what each number means.
+//! `cargo bench -p greenhub-bench --bench echo` (full: ~15 min) or
+//! `GREENHUB_BENCH_QUICK=1 cargo bench -p greenhub-bench --bench echo` (smoke run, < 1 min). See BENCHMARKS.md for the tables and what each number means.
 //!
 //! # Shape of one measurement
 //!

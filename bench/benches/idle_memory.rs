@@ -1,7 +1,8 @@
 //! Idle memory: resident bytes per parked greenlet and per idle echo connection, beside tokio
 //! tasks, may coroutines and OS threads.
 //!
-//! `cargo bench --bench idle_memory` (a few minutes; `GREENHUB_BENCH_QUICK=1` for 10,000 only).
+//! `cargo bench -p greenhub-bench --bench idle_memory` (a few minutes; `GREENHUB_BENCH_QUICK=1` for
+//! 10,000 only).
 //!
 //! Every measurement runs in a fresh child process (the bench binary itself, started with
 //! `GREENHUB_IDLE` set), so one peer's allocator state never colours another's, and a peer that

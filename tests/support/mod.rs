@@ -53,9 +53,7 @@ pub fn child_command(test: &str) -> Command {
 
 /// Re-runs this test binary with only `test`, marked as the child; returns its output.
 pub fn run_child(test: &str) -> Output {
-    child_command(test)
-        .output()
-        .expect("spawn the test binary")
+    child_command(test).output().expect("spawn the test binary")
 }
 
 /// Asserts a child run passed, showing its output if not.

@@ -19,7 +19,6 @@ use greenhub::sync::Event;
 use greenhub::GreenletError;
 use support::*;
 
-
 /// Outcomes of handler runs, shared by the handler closure and the test.
 #[derive(Default)]
 struct Tally {
