@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use greenhub::hub::{self, Builder};
 use greenhub::sync::{Event, Queue};
 use greenhub::GreenletError;
-use support::panic_message;
+use support::{panic_message, DropCounter};
 
 mod support;
 
@@ -95,21 +95,12 @@ fn a_deadlock_panic_is_recoverable_and_the_hub_goes_on() {
     .unwrap();
 }
 
-/// Counts its drops.
-struct Counted(Rc<Cell<usize>>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn joining_a_killed_greenlet_is_err_killed() {
     hub::run(|| {
         let drops = Rc::new(Cell::new(0));
         // Killed before it started: the closure is dropped unrun.
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             1
@@ -124,7 +115,7 @@ fn joining_a_killed_greenlet_is_err_killed() {
         let again = panic::catch_unwind(panic::AssertUnwindSafe(|| g.join()));
         assert!(panic_message(&*again.unwrap_err()).contains("already taken"));
         // Killed while parked.
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             hub::sleep(Duration::from_secs(60));
@@ -135,7 +126,7 @@ fn joining_a_killed_greenlet_is_err_killed() {
         g.kill();
         assert!(matches!(g.join(), Err(GreenletError::Killed)));
         // Killed with kill_nowait, joined afterwards.
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             hub::sleep(Duration::from_secs(60));
@@ -156,7 +147,7 @@ fn joining_a_killed_greenlet_is_err_killed() {
 fn double_kill_and_killing_the_finished_are_no_ops() {
     hub::run(|| {
         let drops = Rc::new(Cell::new(0));
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             hub::sleep(Duration::from_secs(60));

@@ -425,8 +425,8 @@ fn killing_a_greenlet_parked_on_io_uncounts_it() {
     reader.kill();
     assert!(reader.is_finished());
     let r = std::panic::catch_unwind(|| hub::sleep(Duration::MAX));
-    let msg = r.expect_err("a forever-sleep with nothing else alive must be a deadlock");
-    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    let msg =
+        panic_message(&*r.expect_err("a forever-sleep with nothing else alive must be a deadlock"));
     assert!(msg.contains("would block forever"), "{msg}");
 }
 

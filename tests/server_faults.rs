@@ -287,15 +287,6 @@ fn a_handler_panicking_on_every_10th_connection_spares_the_others() {
     });
 }
 
-/// Counts its drops.
-struct Counted(Rc<Cell<usize>>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn kill_storm_runs_every_destructor_and_loses_no_wakeup() {
     const N: usize = 10_000;
@@ -308,7 +299,7 @@ fn kill_storm_runs_every_destructor_and_loses_no_wakeup() {
             .map(|i| {
                 let (d, f, go) = (drops.clone(), finished.clone(), go.clone());
                 hub::spawn(move || {
-                    let _guard = Counted(d);
+                    let _guard = DropCounter(d);
                     // Some wait with a deadline far away, some without, some behind a sleep.
                     match i % 3 {
                         0 => go.wait().unwrap(),

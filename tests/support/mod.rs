@@ -1,17 +1,19 @@
-//! Helpers shared by the integration tests and the benches (bench/benches/*.rs include this file
-//! with `#[path]`): one copy of each.
+//! Helpers shared by the integration tests and by bench/benches/echo.rs and idle_memory.rs (which
+//! include this file with `#[path]`): one copy of each.
 //!
 //! - child processes: [`is_child`], [`child_command`], [`run_child`], [`assert_child_ok`] (a test
 //!   re-runs its own binary, through `GREENHUB_TEST_RUNNER` when set);
 //! - [`panic_message`] of a caught panic;
-//! - [`eventually`] / [`eventually_within`]: poll a condition from a greenlet;
+//! - [`eventually`] / [`eventually_within`]: poll a condition from a greenlet; [`DropCounter`];
 //! - descriptor limits: [`raise_nofile`], [`set_nofile`];
 //! - sockets: [`echo`], [`ask`], [`message`], [`set_linger_zero`]; the [`SLACK`] bound.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::any::Any;
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::process::{Command, Output};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
@@ -100,6 +102,15 @@ pub fn eventually_within(limit: Duration, cond: impl Fn() -> bool) -> bool {
 /// [`eventually_within`] [`SLACK`].
 pub fn eventually(cond: impl Fn() -> bool) -> bool {
     eventually_within(SLACK, cond)
+}
+
+/// Counts its drops in a shared cell: proof that a killed greenlet's destructors ran.
+pub struct DropCounter(pub Rc<Cell<usize>>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
