@@ -55,6 +55,11 @@ fn deep(n: u32) -> Backtrace {
 }
 
 fn main() {
+    // greenhub reports through `tracing` (an unjoined greenlet's panic, a monitor warning):
+    // print those events on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     // A worker whose slice is evicted and restored before it captures: a second worker takes the
     // shared stack in between.
     let a = hub::spawn(|| {

@@ -4,6 +4,11 @@ use std::time::{Duration, Instant};
 use greenhub::hub;
 
 fn main() {
+    // greenhub reports through `tracing` (an unjoined greenlet's panic, a monitor warning):
+    // print those events on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let t0 = Instant::now();
     let sum = hub::run(|| {
         let gs: Vec<_> = (0..1000u64)

@@ -78,6 +78,11 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
 }
 
 fn main() {
+    // greenhub reports through `tracing` (an unjoined greenlet's panic, a monitor warning):
+    // print those events on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let args = parse_args();
     let Args {
         addr,

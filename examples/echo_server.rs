@@ -59,6 +59,11 @@ fn echo(stream: &mut TcpStream, buf: &mut [u8]) {
 }
 
 fn main() -> std::io::Result<()> {
+    // greenhub reports through `tracing` (an unjoined greenlet's panic, a monitor warning):
+    // print those events on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let mut addr = String::from("127.0.0.1:7000");
     let mut heap = false;
     let mut threads: Option<usize> = None;

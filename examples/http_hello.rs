@@ -93,6 +93,11 @@ fn serve(stream: &TcpStream) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
+    // greenhub reports through `tracing` (an unjoined greenlet's panic, a monitor warning):
+    // print those events on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let mut addr = String::from("127.0.0.1:8080");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

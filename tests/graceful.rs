@@ -1,7 +1,7 @@
 //! Graceful stop on a signal: the echo_server example (a child process), and
 //! `StreamServer::serve_until_signal` in process.
 
-mod util;
+mod support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -183,7 +183,7 @@ fn serve_until_signal_returns_the_report_and_restores_the_disposition() {
     let sig = libc::SIGRTMIN() + 1;
     hub::run(move || {
         let server = StreamServer::bind("127.0.0.1:0", |s, _| {
-            let _ = util::echo(s);
+            let _ = support::echo(s);
         })
         .unwrap();
         let addr = server.local_addr().unwrap();

@@ -1,30 +1,15 @@
-//! Greenlet lifecycle: join, panics, kill, destructors, teardown and misuse.
+//! Greenlets: spawn and join, names and states, panics, kill and destructors, join timeouts.
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use greenhub::greenlet::Builder;
 use greenhub::{hub, GreenletError};
+use support::{panic_message, DropCounter};
 
-/// Counts its drops.
-struct DropCounter(Rc<Cell<usize>>);
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-/// The message of a caught panic.
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
+mod support;
 
 #[test]
 fn join_returns_values_in_any_order() {
@@ -81,18 +66,10 @@ fn panic_is_isolated_and_returned_by_join() {
         }
         assert_eq!(finished.get(), 10);
         match bad.join() {
-            Err(GreenletError::Panicked(p)) => assert_eq!(message(&*p), "boom 42"),
+            Err(GreenletError::Panicked(p)) => assert_eq!(panic_message(&*p), "boom 42"),
             other => panic!("expected the panic back, got {other:?}"),
         }
     });
-}
-
-#[test]
-fn run_resumes_the_panic_of_its_function() {
-    let r = panic::catch_unwind(|| hub::run(|| panic!("inside run")));
-    assert_eq!(message(&*r.unwrap_err()), "inside run");
-    // The hub is still usable afterwards.
-    assert_eq!(hub::run(|| 5), 5);
 }
 
 #[test]
@@ -256,7 +233,7 @@ fn join_timeout_gives_up_and_can_retry() {
         assert_eq!(g.join_timeout(Duration::from_secs(5)).unwrap(), 7);
         let again =
             panic::catch_unwind(AssertUnwindSafe(|| g.join_timeout(Duration::from_secs(1))));
-        assert!(message(&*again.unwrap_err()).contains("already taken"));
+        assert!(panic_message(&*again.unwrap_err()).contains("already taken"));
     });
 }
 
@@ -275,7 +252,7 @@ fn join_self_message() {
             let me = guard.as_ref().unwrap();
             let r =
                 panic::catch_unwind(AssertUnwindSafe(|| me.join_timeout(Duration::from_secs(1))));
-            *o.borrow_mut() = message(&*r.unwrap_err());
+            *o.borrow_mut() = panic_message(&*r.unwrap_err());
         });
         let id = g.id();
         *cell.borrow_mut() = Some(g);
@@ -285,210 +262,4 @@ fn join_self_message() {
     });
     assert!(msg.1.contains("tried to join itself"), "got {:?}", msg.1);
     assert!(msg.1.contains(&format!("greenlet {}", msg.0)));
-}
-
-#[test]
-fn blocking_or_killing_inside_the_hub_panics_clearly() {
-    let seen = hub::run(|| {
-        let out = Rc::new(std::cell::RefCell::new(Vec::new()));
-        let victim = Rc::new(hub::spawn(|| hub::sleep(Duration::from_secs(3600))));
-        hub::yield_now();
-        let (o, v) = (out.clone(), victim.clone());
-        hub::run_callback(move || {
-            let r = panic::catch_unwind(AssertUnwindSafe(|| hub::sleep(Duration::from_millis(1))));
-            o.borrow_mut().push(message(&*r.unwrap_err()));
-            let r = panic::catch_unwind(AssertUnwindSafe(|| v.kill()));
-            o.borrow_mut().push(message(&*r.unwrap_err()));
-            let r = panic::catch_unwind(AssertUnwindSafe(hub::yield_now));
-            o.borrow_mut().push(message(&*r.unwrap_err()));
-        });
-        hub::sleep(Duration::from_millis(5));
-        assert!(!victim.is_finished(), "the refused kill did not happen");
-        let seen = out.borrow().clone();
-        seen
-    });
-    assert_eq!(seen.len(), 3);
-    for m in &seen {
-        assert!(m.contains("inside the hub"), "unclear message: {m}");
-    }
-}
-
-#[test]
-fn main_waiting_forever_is_a_clear_deadlock_panic() {
-    let r = panic::catch_unwind(|| {
-        hub::run(|| {
-            let g = Builder::new()
-                .name("sleeper")
-                .spawn(|| hub::sleep(Duration::MAX));
-            g.join().ok();
-        })
-    });
-    let m = message(&*r.unwrap_err());
-    assert!(m.contains("would block forever"), "{m}");
-    assert!(m.contains("to finish"), "says what it waited for: {m}");
-}
-
-#[test]
-fn teardown_at_thread_exit_kills_and_unwinds_without_run() {
-    static DROPS: AtomicUsize = AtomicUsize::new(0);
-    struct Counted;
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            DROPS.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    std::thread::spawn(|| {
-        for i in 0..50 {
-            hub::spawn(move || {
-                let _c = Counted;
-                hub::sleep(Duration::from_secs(3600 + i));
-            });
-        }
-        hub::spawn(|| {
-            let _c = Counted; // never started
-        });
-        hub::yield_now(); // the first 50 park; the last runs
-        let _never = hub::spawn_later(Duration::from_secs(3600), || {
-            let _c = Counted;
-        });
-        // the spawn_later closure holds no Counted until it runs, so it adds nothing
-    })
-    .join()
-    .unwrap();
-    assert_eq!(
-        DROPS.load(Ordering::SeqCst),
-        51,
-        "every parked greenlet unwound at thread exit"
-    );
-}
-
-#[test]
-fn use_after_the_hub_is_gone_panics_clearly() {
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    struct Late(std::sync::mpsc::Sender<String>);
-    impl Drop for Late {
-        fn drop(&mut self) {
-            let r = panic::catch_unwind(|| {
-                hub::spawn(|| ());
-            });
-            let m = r
-                .err()
-                .map(|p| message(&*p))
-                .unwrap_or_else(|| "no panic".into());
-            self.0.send(m).unwrap();
-        }
-    }
-    thread_local! {
-        static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
-    }
-    std::thread::spawn(move || {
-        // Registered before the hub exists, so destroyed after it (destructors run in reverse).
-        LATE.with(|l| *l.borrow_mut() = Some(Late(tx)));
-        hub::run(hub::yield_now);
-    })
-    .join()
-    .unwrap();
-    let m = rx.recv().unwrap();
-    assert!(m.contains("torn down"), "{m}");
-}
-
-#[test]
-fn hubs_are_per_thread() {
-    let counts = Arc::new(AtomicUsize::new(0));
-    let ts: Vec<_> = (0..4)
-        .map(|_| {
-            let c = counts.clone();
-            std::thread::spawn(move || {
-                hub::run(move || {
-                    let gs: Vec<_> = (0..100)
-                        .map(|_| {
-                            let c = c.clone();
-                            hub::spawn(move || {
-                                hub::yield_now();
-                                c.fetch_add(1, Ordering::SeqCst);
-                            })
-                        })
-                        .collect();
-                    for g in gs {
-                        g.join().unwrap();
-                    }
-                    hub::stats().spawned
-                })
-            })
-        })
-        .collect();
-    for t in ts {
-        assert!(t.join().unwrap() >= 101);
-    }
-    assert_eq!(counts.load(Ordering::SeqCst), 400);
-}
-
-#[test]
-fn config_install_refuses_a_second_hub() {
-    std::thread::spawn(|| {
-        hub::Config::new()
-            .stack_size(256 << 10)
-            .hub_stack_size(128 << 10)
-            .install()
-            .unwrap();
-        let e = hub::Config::new().install().unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
-        assert_eq!(hub::run(|| hub::spawn(|| 3).join().unwrap()), 3);
-    })
-    .join()
-    .unwrap();
-}
-
-/// A tracing writer that appends to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn a_panic_nobody_joins_is_reported_through_tracing() {
-    let cap = Capture::default();
-    let sink = cap.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        hub::run(|| {
-            // Detached before it runs: reported when it finishes.
-            drop(
-                Builder::new()
-                    .name("doomed")
-                    .spawn(|| panic!("lost panic one")),
-            );
-            // Finished before its handle is dropped: reported at the drop.
-            let g = hub::spawn(|| panic!("lost panic two"));
-            hub::yield_now();
-            assert!(g.is_finished());
-            drop(g);
-            // Joined: not reported, the joiner got it.
-            let joined = hub::spawn(|| panic!("joined panic"));
-            assert!(joined.join().is_err());
-        });
-    });
-    let out = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        out.contains("(doomed) panicked and nobody joined it: lost panic one"),
-        "{out}"
-    );
-    assert!(
-        out.contains("panicked and nobody joined it: lost panic two"),
-        "{out}"
-    );
-    assert!(
-        !out.contains("joined panic"),
-        "a joined panic is the joiner's, not the log's: {out}"
-    );
 }

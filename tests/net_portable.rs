@@ -8,13 +8,13 @@ use std::net::{SocketAddr, TcpStream as StdStream};
 mod with_std {
     use std::net::{TcpListener, TcpStream};
     use std::thread::spawn;
-    include!("util/portable_server.rs");
+    include!("support/portable_server.rs");
 }
 
 mod with_greenhub {
     use greenhub::hub::spawn;
     use greenhub::net::{TcpListener, TcpStream};
-    include!("util/portable_server.rs");
+    include!("support/portable_server.rs");
 }
 
 const CLIENTS: usize = 20;

@@ -1,6 +1,6 @@
 //! TcpListener / TcpStream: echo at scale, timeouts, half-close, resets, sharing, errors.
 
-mod util;
+mod support;
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use greenhub::hub;
 use greenhub::net::{TcpListener, TcpStream};
-use util::*;
+use support::*;
 
 /// Accepts forever on `l`, echoing each connection in its own greenlet.
 fn serve_echo(l: TcpListener) {
@@ -46,7 +46,7 @@ fn round_trip(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
 
 #[test]
 fn echo_1000_concurrent_connections_one_hub() {
-    raise_fd_limit();
+    raise_nofile();
     hub::run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
@@ -425,8 +425,8 @@ fn killing_a_greenlet_parked_on_io_uncounts_it() {
     reader.kill();
     assert!(reader.is_finished());
     let r = std::panic::catch_unwind(|| hub::sleep(Duration::MAX));
-    let msg = r.expect_err("a forever-sleep with nothing else alive must be a deadlock");
-    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    let msg =
+        panic_message(&*r.expect_err("a forever-sleep with nothing else alive must be a deadlock"));
     assert!(msg.contains("would block forever"), "{msg}");
 }
 

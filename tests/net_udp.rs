@@ -1,6 +1,6 @@
 //! UdpSocket: round trips, connected mode, peeking, timeouts, options.
 
-mod util;
+mod support;
 
 use std::io::ErrorKind;
 use std::net::Ipv4Addr;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use greenhub::hub;
 use greenhub::net::UdpSocket;
-use util::SLACK;
+use support::SLACK;
 
 #[test]
 fn round_trip_between_two_greenlets() {

@@ -1,6 +1,6 @@
 //! Unix domain sockets: stream and datagram round trips, pairs, timeouts.
 
-mod util;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use greenhub::hub;
 use greenhub::net::unix::{UnixDatagram, UnixListener, UnixStream};
-use util::*;
+use support::*;
 
 /// A fresh socket path under the temp dir, unique to this process and `tag`.
 fn sock_path(tag: &str) -> PathBuf {

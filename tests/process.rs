@@ -1,6 +1,6 @@
 //! greenhub::process: streaming a child's output, waits that park only their greenlet, no zombies.
 
-mod util;
+mod support;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -310,14 +310,14 @@ fn timeout_scope_ends_a_wait_and_the_child_can_be_waited_again() {
 #[test]
 fn without_pidfd_the_fallback_polls_and_still_reaps() {
     const NAME: &str = "without_pidfd_the_fallback_polls_and_still_reaps";
-    if !util::is_child(NAME) {
-        let out = util::self_command()
+    if !support::is_child(NAME) {
+        let out = support::self_command()
             .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-            .env(util::CHILD_ENV, NAME)
+            .env(support::CHILD_ENV, NAME)
             .env("GREENHUB_NO_PIDFD", "1")
             .output()
             .unwrap();
-        util::assert_child_ok(&out);
+        support::assert_child_ok(&out);
         return;
     }
     hub::run(|| {

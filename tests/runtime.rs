@@ -1,6 +1,6 @@
 //! `runtime::Runtime` and the multi-hub `server::MultiServer`.
 
-mod util;
+mod support;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -77,22 +77,12 @@ fn dropping_a_runtime_kills_everything_and_runs_all_destructors() {
     }
 }
 
-fn echo(mut s: greenhub::net::TcpStream, _peer: std::net::SocketAddr) {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+fn echo(s: greenhub::net::TcpStream, _peer: std::net::SocketAddr) {
+    let _ = support::echo(s);
 }
 
 fn multi_echo_with(dist: Distribution) {
-    util::raise_fd_limit();
+    support::raise_nofile();
     let hubs_seen = Arc::new(Mutex::new(HashSet::new()));
     let seen = hubs_seen.clone();
     let server = MultiServer::builder()

@@ -1,7 +1,7 @@
 //! StreamServer: serving, the concurrency cap, stop with grace, nodelay, panics, and running out
 //! of descriptors.
 
-mod util;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind, Read, Write};
@@ -11,19 +11,7 @@ use std::time::{Duration, Instant};
 use greenhub::hub;
 use greenhub::net::{TcpListener, TcpStream};
 use greenhub::server::StreamServer;
-use util::*;
-
-/// Polls `cond` every few ms for up to SLACK; true if it became true.
-fn eventually(cond: impl Fn() -> bool) -> bool {
-    let t0 = Instant::now();
-    while !cond() {
-        if t0.elapsed() > SLACK {
-            return false;
-        }
-        hub::sleep(Duration::from_millis(2));
-    }
-    true
-}
+use support::*;
 
 fn echo_server() -> StreamServer {
     StreamServer::bind("127.0.0.1:0", |s, _| {
@@ -225,7 +213,7 @@ fn keeps_serving_after_running_out_of_descriptors() {
         let open_now = std::fs::read_dir("/proc/self/fd")
             .map(|d| d.count())
             .unwrap_or(64) as u64;
-        set_fd_limit(open_now + 32);
+        set_nofile(open_now + 32);
         let mut hogs = Vec::new();
         loop {
             match std::fs::File::open("/dev/null") {

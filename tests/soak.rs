@@ -16,7 +16,7 @@
 //! that pins its ephemeral port *for that destination*; 100,000 connections to one address would
 //! exhaust the ~28,000 ports of the default range.
 
-mod util;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use greenhub::hub;
 use greenhub::net::TcpStream;
 use greenhub::server::StreamServer;
-use util::*;
+use support::*;
 
 const RSS_SLACK: u64 = 8 << 20;
 
@@ -118,22 +118,12 @@ fn a_million_greenlets_in_waves_leave_nothing_behind() {
 fn a_hundred_thousand_connections_in_waves_leave_nothing_behind() {
     let _serial = one_at_a_time();
     let (waves, per_wave) = sizes((100, 1_000), (20, 500));
-    raise_fd_limit();
+    raise_nofile();
     std::thread::spawn(move || {
         hub::run(move || {
             let t0 = Instant::now();
-            let server = StreamServer::bind("0.0.0.0:0", |mut s, _| {
-                let mut buf = [0u8; 1024];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
+            let server = StreamServer::bind("0.0.0.0:0", |s, _| {
+                let _ = echo(s);
             })
             .unwrap();
             let port = server.local_addr().unwrap().port();

@@ -17,22 +17,15 @@ use std::time::{Duration, Instant};
 use greenhub::hub::{self, Builder};
 use greenhub::sync::{Event, Queue};
 use greenhub::GreenletError;
+use support::{panic_message, DropCounter};
 
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic>".into()
-    }
-}
+mod support;
 
 /// Runs `f` on a fresh thread (so it gets a fresh hub, torn down at exit) and returns its panic
 /// message.
 fn panic_message_of(f: impl FnOnce() + Send + 'static) -> String {
     let r = std::thread::spawn(f).join();
-    message(&*r.expect_err("the thread should have panicked"))
+    panic_message(&*r.expect_err("the thread should have panicked"))
 }
 
 fn assert_deadlock_names(m: &str, what: &str) {
@@ -102,21 +95,12 @@ fn a_deadlock_panic_is_recoverable_and_the_hub_goes_on() {
     .unwrap();
 }
 
-/// Counts its drops.
-struct Counted(Rc<Cell<usize>>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn joining_a_killed_greenlet_is_err_killed() {
     hub::run(|| {
         let drops = Rc::new(Cell::new(0));
         // Killed before it started: the closure is dropped unrun.
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             1
@@ -129,9 +113,9 @@ fn joining_a_killed_greenlet_is_err_killed() {
         ));
         // join_timeout took the outcome; a second join says so clearly.
         let again = panic::catch_unwind(panic::AssertUnwindSafe(|| g.join()));
-        assert!(message(&*again.unwrap_err()).contains("already taken"));
+        assert!(panic_message(&*again.unwrap_err()).contains("already taken"));
         // Killed while parked.
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             hub::sleep(Duration::from_secs(60));
@@ -142,7 +126,7 @@ fn joining_a_killed_greenlet_is_err_killed() {
         g.kill();
         assert!(matches!(g.join(), Err(GreenletError::Killed)));
         // Killed with kill_nowait, joined afterwards.
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             hub::sleep(Duration::from_secs(60));
@@ -163,7 +147,7 @@ fn joining_a_killed_greenlet_is_err_killed() {
 fn double_kill_and_killing_the_finished_are_no_ops() {
     hub::run(|| {
         let drops = Rc::new(Cell::new(0));
-        let d = Counted(drops.clone());
+        let d = DropCounter(drops.clone());
         let g = hub::spawn(move || {
             let _d = d;
             hub::sleep(Duration::from_secs(60));

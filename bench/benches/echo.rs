@@ -1,7 +1,7 @@
 //! Echo-server benchmark: greenhub beside what users would pick instead.
 //!
-//! `cargo bench --bench echo` (full: ~15 min) or `GREENHUB_BENCH_QUICK=1 cargo bench --bench echo`
-//! (smoke run, < 1 min). See BENCHMARKS.md for the tables and what each number means.
+//! `cargo bench -p greenhub-bench --bench echo` (full: ~15 min) or
+//! `GREENHUB_BENCH_QUICK=1 cargo bench -p greenhub-bench --bench echo` (smoke run, < 1 min). See BENCHMARKS.md for the tables and what each number means.
 //!
 //! # Shape of one measurement
 //!
@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::os::fd::FromRawFd;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -47,6 +47,11 @@ use std::time::{Duration, Instant};
 #[path = "common/handlers.rs"]
 mod handlers;
 use handlers::{greenhub_echo_heap, greenhub_echo_stack};
+
+/// The helpers shared with the tests (descriptor limit, child processes).
+#[path = "../../tests/support/mod.rs"]
+mod support;
+use support::{raise_nofile, self_command};
 
 const BUF: usize = 4096;
 const BACKLOG: i32 = 4096;
@@ -64,17 +69,6 @@ fn pin_to_cpu(cpu: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu % n, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn raise_nofile() -> u64 {
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur = r.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        r.rlim_cur
     }
 }
 
@@ -616,7 +610,7 @@ fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration
         warm.as_millis(),
         run.as_millis()
     );
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = self_command()
         .env("GREENHUB_ECHO_CLIENT", spec)
         .stdout(Stdio::piped())
         .stdin(Stdio::null())

@@ -1,5 +1,5 @@
-//! The greenhub echo handlers used by `benches/echo.rs` and `benches/idle_memory.rs`: one
-//! definition, so the throughput and memory figures describe the same code.
+//! The greenhub echo handlers used by `echo.rs` and `idle_memory.rs`: one definition, so the
+//! throughput and memory figures describe the same code.
 
 use std::io::{Read, Write};
 

@@ -3,7 +3,7 @@
 //! over 10,000 parked greenlets. In each, everything else keeps being served and nothing leaks:
 //! the server's connection count and the hub's live-greenlet count return to where they started.
 
-mod util;
+mod support;
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
@@ -17,34 +17,7 @@ use greenhub::net::TcpStream;
 use greenhub::server::StreamServer;
 use greenhub::sync::Event;
 use greenhub::GreenletError;
-use util::*;
-
-/// Polls `cond` every few ms for up to `limit`; true if it became true.
-fn eventually_within(limit: Duration, cond: impl Fn() -> bool) -> bool {
-    let t0 = Instant::now();
-    while !cond() {
-        if t0.elapsed() > limit {
-            return false;
-        }
-        hub::sleep(Duration::from_millis(2));
-    }
-    true
-}
-
-/// The echo server's handler (as in examples/echo_server.rs): a 4 KiB buffer on the greenlet's
-/// stack. Returns how the connection ended.
-fn echo_on_stack(stream: &mut TcpStream) -> std::io::Result<u64> {
-    let mut buf = [0u8; 4096];
-    let mut total = 0;
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(total);
-        }
-        stream.write_all(&buf[..n])?;
-        total += n as u64;
-    }
-}
+use support::*;
 
 /// Outcomes of handler runs, shared by the handler closure and the test.
 #[derive(Default)]
@@ -54,7 +27,7 @@ struct Tally {
 }
 
 fn counting_echo_server(tally: Rc<Tally>) -> StreamServer {
-    StreamServer::bind("127.0.0.1:0", move |mut s, _| match echo_on_stack(&mut s) {
+    StreamServer::bind("127.0.0.1:0", move |mut s, _| match echo(&mut s) {
         Ok(_) => tally.clean.set(tally.clean.get() + 1),
         Err(_) => tally.errors.set(tally.errors.get() + 1),
     })
@@ -278,7 +251,7 @@ fn a_handler_panicking_on_every_10th_connection_spares_the_others() {
             if n % 10 == 9 {
                 panic!("handler {n} fails on purpose");
             }
-            let _ = echo_on_stack(&mut s);
+            let _ = echo(&mut s);
         })
         .unwrap();
         let addr = server.local_addr().unwrap();
@@ -314,15 +287,6 @@ fn a_handler_panicking_on_every_10th_connection_spares_the_others() {
     });
 }
 
-/// Counts its drops.
-struct Counted(Rc<Cell<usize>>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn kill_storm_runs_every_destructor_and_loses_no_wakeup() {
     const N: usize = 10_000;
@@ -335,7 +299,7 @@ fn kill_storm_runs_every_destructor_and_loses_no_wakeup() {
             .map(|i| {
                 let (d, f, go) = (drops.clone(), finished.clone(), go.clone());
                 hub::spawn(move || {
-                    let _guard = Counted(d);
+                    let _guard = DropCounter(d);
                     // Some wait with a deadline far away, some without, some behind a sleep.
                     match i % 3 {
                         0 => go.wait().unwrap(),

@@ -1,6 +1,7 @@
 //! Switch costs of greenhub beside its peers, measured in one run.
 //!
-//! `cargo bench --bench switch` (about 40 s; `GREENHUB_BENCH_QUICK=1` for a ~5 s smoke run).
+//! `cargo bench -p greenhub-bench --bench switch` (about 40 s; `GREENHUB_BENCH_QUICK=1` for a ~5 s
+//! smoke run).
 //!
 //! Every row is nanoseconds per operation: the median of several rounds, each round timing a loop
 //! of many operations, with the fastest and slowest round beside it. Rows are grouped by the work

@@ -15,25 +15,19 @@ use std::process::Output;
 
 use greenhub::hub;
 
-mod util;
+use support::{child_command, is_child};
 
-const CHILD_ENV: &str = "GREENHUB_OVERFLOW_CHILD";
+mod support;
 
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
-/// Re-runs this binary with only `test`, marked as the child, with extra environment.
+/// Re-runs this binary with only `test`, marked as the child, with the stack-size variables of the
+/// parent removed and `env` added.
 fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = util::self_command();
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
+    child_command(test)
         .env_remove("GREENHUB_STACK_SIZE")
-        .env_remove("GREENHUB_HUB_STACK_SIZE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("spawn the test binary")
+        .env_remove("GREENHUB_HUB_STACK_SIZE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("spawn the test binary")
 }
 
 /// In the child: no core file for the crash we are about to cause.
@@ -56,19 +50,19 @@ fn recurse(n: u64) -> u64 {
     recurse(n - 1).wrapping_add(u64::from(buf[(n % 512) as usize]))
 }
 
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_died_by(out: &Output, sig: i32) {
+/// Runs the child of `test` (see `run_child`), asserts it died by signal `sig` and returns its
+/// stderr.
+fn child_killed_by(test: &str, env: &[(&str, &str)], sig: i32) -> String {
+    let out = run_child(test, env);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         out.status.signal(),
         Some(sig),
-        "child should die by signal {sig}, got {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        "child should die by signal {sig}, got {:?}\n--- stdout\n{}\n--- stderr\n{stderr}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
-        stderr_of(out)
     );
+    stderr
 }
 
 /// The id the child printed as "ID=<n>".
@@ -84,9 +78,7 @@ fn child_id(err: &str) -> u64 {
 /// it printed as `ID=…`: `label` is `" (its name)"` or empty, `kib` the stack size reported.
 /// Returns the child's stderr.
 fn assert_overflow_reported(name: &str, env: &[(&str, &str)], label: &str, kib: usize) -> String {
-    let out = run_child(name, env);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
+    let err = child_killed_by(name, env, libc::SIGABRT);
     let id = child_id(&err);
     let want = format!("greenlet {id}{label} overflowed its {kib} KiB stack");
     assert!(err.contains(&want), "expected {want:?} in:\n{err}");
@@ -156,9 +148,7 @@ fn hub_context_overflow_is_reported_as_the_hubs() {
         hub::yield_now();
         unreachable!("the overflow should have aborted the process");
     }
-    let out = run_child(NAME, &[]);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
+    let err = child_killed_by(NAME, &[], libc::SIGABRT);
     assert!(
         err.contains("greenhub: the hub overflowed its 64 KiB stack"),
         "unexpected stderr:\n{err}"
@@ -176,9 +166,7 @@ fn main_greenlet_overflow_gets_rusts_report() {
         std::hint::black_box(recurse(u64::MAX));
         unreachable!("the overflow should have aborted the process");
     }
-    let out = run_child(NAME, &[]);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
+    let err = child_killed_by(NAME, &[], libc::SIGABRT);
     assert!(
         err.contains(&format!("thread '{NAME}'")) && err.contains("has overflowed its stack"),
         "expected Rust's report in:\n{err}"
@@ -204,9 +192,7 @@ fn plain_thread_overflow_gets_rusts_report() {
             .unwrap();
         unreachable!("the overflow should have aborted the process");
     }
-    let out = run_child(NAME, &[]);
-    assert_died_by(&out, libc::SIGABRT);
-    let err = stderr_of(&out);
+    let err = child_killed_by(NAME, &[], libc::SIGABRT);
     assert!(
         err.contains("thread 'plain'") && err.contains("has overflowed its stack"),
         "expected Rust's report in:\n{err}"
@@ -234,9 +220,7 @@ fn a_fault_that_is_no_overflow_still_dies_by_sigsegv() {
         .unwrap();
         unreachable!("the wild read should have killed the process");
     }
-    let out = run_child(NAME, &[]);
-    assert_died_by(&out, libc::SIGSEGV);
-    let err = stderr_of(&out);
+    let err = child_killed_by(NAME, &[], libc::SIGSEGV);
     assert!(
         !err.contains("overflow"),
         "a wild read was reported as an overflow:\n{err}"

@@ -1,7 +1,8 @@
 //! Idle memory: resident bytes per parked greenlet and per idle echo connection, beside tokio
 //! tasks, may coroutines and OS threads.
 //!
-//! `cargo bench --bench idle_memory` (a few minutes; `GREENHUB_BENCH_QUICK=1` for 10,000 only).
+//! `cargo bench -p greenhub-bench --bench idle_memory` (a few minutes; `GREENHUB_BENCH_QUICK=1` for
+//! 10,000 only).
 //!
 //! Every measurement runs in a fresh child process (the bench binary itself, started with
 //! `GREENHUB_IDLE` set), so one peer's allocator state never colours another's, and a peer that
@@ -16,7 +17,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -27,6 +28,11 @@ use std::time::{Duration, Instant};
 mod handlers;
 use handlers::{greenhub_echo_heap, greenhub_echo_stack};
 
+/// The helpers shared with the tests (descriptor limit, child processes).
+#[path = "../../tests/support/mod.rs"]
+mod support;
+use support::{raise_nofile, self_command};
+
 const SETTLE: Duration = Duration::from_millis(200);
 const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -35,17 +41,6 @@ fn rss_bytes() -> u64 {
     let resident: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
     // SAFETY: sysconf has no preconditions.
     resident * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
-
-fn raise_nofile() -> u64 {
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur = r.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        r.rlim_cur
-    }
 }
 
 /// What a child reports: `RESULT before after reached extra...`.
@@ -197,7 +192,7 @@ fn idle_threads(n: usize) {
 /// Starts the client process for `n` connections to `addr`; returns it and a flag set when it has
 /// connected them all (or has given up: then it says how many it made on stderr).
 fn start_clients(addr: SocketAddr, n: usize) -> (std::process::Child, Arc<AtomicUsize>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = self_command()
         .env("GREENHUB_IDLE_CLIENT", format!("{addr};{n}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -368,7 +363,7 @@ fn child_main(spec: &str) {
 // The driver.
 
 fn run_child(peer: &str, n: usize) -> Result<(u64, u64, usize, String), String> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = self_command()
         .env("GREENHUB_IDLE", format!("{peer};{n}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
