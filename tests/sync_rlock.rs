@@ -111,7 +111,7 @@ fn release_by_a_non_owner_panics() {
         let other = hub::spawn(move || l2.release());
         let err = other.join().unwrap_err().to_string();
         assert!(err.contains("does not own the lock"), "{err}");
-        assert!(err.contains(&format!("held by greenlet {}", hub::current_id())), "{err}");
+        assert!(err.contains(&format!("held by greenlet {}", greenhub::greenlet::current_id())), "{err}");
         assert_eq!(l.count(), 1, "a refused release changed the count");
         l.release();
     });
