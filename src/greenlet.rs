@@ -90,6 +90,9 @@ pub(crate) struct Core {
     /// by the earliest deadline here and marks the scope whose deadline ended it. Entries are
     /// removed by id (a `Timeout` guard may be dropped out of order). Never borrowed across a park.
     pub(crate) scopes: RefCell<Vec<Scope>>,
+    /// context: greenlet-local values and the saved tracing span stack, allocated on first use
+    /// (src/context.rs). `None` for a greenlet that uses neither.
+    pub(crate) context: crate::context::Slot,
 }
 
 /// One active timeout scope of a greenlet; see [`Core::scopes`].
@@ -121,6 +124,7 @@ impl Core {
             more_joiners: RefCell::new(Vec::new()),
             detached: Cell::new(false),
             scopes: RefCell::new(Vec::new()),
+            context: crate::context::Slot::default(),
         }
     }
 
@@ -205,11 +209,13 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
             Stage::Pending(f) => f,
             _ => unreachable!("greenhub: {} started twice", self.core.describe()),
         };
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        let mut outcome = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => Ok(v),
             Err(p) if p.is::<KillSignal>() => Err(GreenletError::Killed),
             Err(p) => Err(GreenletError::Panicked(p)),
         };
+        // context: drop the greenlet-local values here, on this greenlet's own stack.
+        crate::context::finish(&self.core, &mut outcome);
         if self.core.detached.get() {
             // Nobody will join: drop the value here, on this greenlet's own stack, and say so if
             // it was a panic.
@@ -527,6 +533,8 @@ impl Waiter {
 #[derive(Debug, Default)]
 pub struct Builder {
     name: Option<Box<str>>,
+    /// context: the span the greenlet runs in (`Builder::span`).
+    span: Option<tracing::Span>,
 }
 
 impl Builder {
@@ -538,6 +546,28 @@ impl Builder {
     /// Names the greenlet; the name appears in diagnostics (deadlocks, panics, overflow).
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Runs the greenlet inside `span`: the hub enters it each time the greenlet is resumed and
+    /// exits it each time the greenlet switches away, so every event the greenlet logs is inside
+    /// `span` and no event of another greenlet is (the `Instrument` of async runtimes, for a
+    /// greenlet; see also [`hub::spawn_instrumented`](crate::hub::spawn_instrumented)).
+    ///
+    /// # Examples
+    /// ```
+    /// use greenhub::hub;
+    ///
+    /// let span = tracing::info_span!("conn", id = 7);
+    /// let g = hub::Builder::new().span(span).spawn(|| {
+    ///     tracing::info!("inside conn{{id=7}}, across every blocking point");
+    ///     hub::yield_now();
+    ///     tracing::info!("still inside");
+    /// });
+    /// g.join().unwrap();
+    /// ```
+    pub fn span(mut self, span: tracing::Span) -> Builder {
+        self.span = Some(span);
         self
     }
 
@@ -572,6 +602,9 @@ impl Builder {
             core: Core::new(Kind::Worker, self.name),
             stage: RefCell::new(Stage::Pending(f)),
         });
+        if let Some(span) = self.span {
+            crate::context::set_span(&task.core, span); // context: entered at its first resume
+        }
         hub.schedule_new(task.clone(), start);
         Greenlet { task }
     }

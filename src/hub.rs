@@ -56,6 +56,7 @@ use crate::stack::Stack;
 use crate::timer::Timers;
 
 pub use crate::greenlet::{Builder, Greenlet, GreenletError};
+pub use crate::context::spawn_instrumented;
 pub use crate::handoff::{handle, Handle, RemoteGreenlet};
 pub use crate::monitor::{
     enable_monitor, run_info, GreenletInfo, GreenletState, DEFAULT_MAX_BLOCKING_TIME,
@@ -317,6 +318,8 @@ impl Drop for TeardownGuard {
         // `Box::from_raw` below (invariant 7 in ARCHITECTURE.md: only teardown frees it).
         let hub = unsafe { &*p };
         hub.kill_all();
+        // context: the main greenlet's greenlet-local values, on the thread's own stack.
+        crate::context::finish_main(hub.main.core());
         TORN_DOWN.with(|t| t.set(true));
         CURRENT.with(|c| c.set(ptr::null()));
         // SAFETY: `p` came from Box::into_raw in `install`; every worker has been killed and
@@ -739,6 +742,8 @@ impl Hub {
         if let Some(b) = self.beacon.get() {
             b.entering(c);
         }
+        // context: resuming greenlet `c`: re-enter its tracing spans.
+        crate::context::resuming(c);
         self.running.set(Some(task));
         self.current.set(core);
         add(&self.counters.switches, 1);
@@ -762,6 +767,8 @@ impl Hub {
         let Some(task) = self.running.take() else {
             return;
         };
+        // context: switched away from greenlet `task`: exit and save its tracing spans.
+        crate::context::switched_out(task.core());
         if self.requeue.replace(false) {
             // It yielded: move it to the back of the queue (no refcount traffic).
             self.ready.borrow_mut().push_back(task);

@@ -40,6 +40,7 @@
 )]
 
 mod arch;
+mod context;
 mod handoff;
 mod monitor;
 mod overflow;
@@ -50,6 +51,7 @@ mod valgrind;
 pub mod fs;
 pub mod greenlet;
 pub mod hub;
+pub mod local;
 pub mod pool;
 pub mod runtime;
 pub mod sync;
