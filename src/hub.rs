@@ -56,6 +56,7 @@ use crate::stack::Stack;
 use crate::timer::Timers;
 
 pub use crate::greenlet::{Builder, Greenlet, GreenletError};
+pub use crate::block_on::block_on;
 pub use crate::context::spawn_instrumented;
 pub use crate::handoff::{handle, Handle, RemoteGreenlet};
 pub use crate::monitor::{

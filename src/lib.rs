@@ -40,6 +40,7 @@
 )]
 
 mod arch;
+mod block_on;
 mod context;
 mod handoff;
 mod monitor;
