@@ -427,6 +427,7 @@ impl Hub {
         hub.overflow = crate::overflow::register(&hub.shared, &hub._hub_stack, &hub.current);
         let p: *const Hub = Box::into_raw(hub);
         CURRENT.with(|c| c.set(p));
+        crate::panic_report::install(); // panic_report: panics name the greenlet
         // SAFETY: just leaked from a Box; freed only by TeardownGuard (invariant 7).
         Ok(unsafe { &*p })
     }
@@ -458,6 +459,15 @@ impl Hub {
         // SAFETY: non-null `current` points at the core of the task owned by `running`, which stays
         // owned there while that greenlet runs (invariant 9).
         unsafe { &*p }
+    }
+
+    /// panic_report: the running greenlet's core, or `None` in the hub context. Never panics
+    /// (the panic hook calls it).
+    pub(crate) fn running_core(&self) -> Option<&Core> {
+        let p = self.current.get();
+        // SAFETY: as in `current_core`: non-null `current` names the core owned by `running`
+        // (invariant 9).
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     /// A waiter for the running greenlet's next (or current) park.

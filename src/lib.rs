@@ -45,6 +45,7 @@ mod context;
 mod handoff;
 mod monitor;
 mod overflow;
+mod panic_report;
 mod stack;
 mod timer;
 mod valgrind;
