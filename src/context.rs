@@ -118,14 +118,12 @@ pub(crate) fn resuming(core: &Core) {
 fn save_spans(core: &Core) {
     let first = Span::current();
     let finished = core.state.get() == State::Finished;
-    if first.is_none() {
-        if !finished {
-            // Nothing entered now: forget what was entered at the last resume (the handles of
-            // spans the greenlet has exited since).
-            let old = core.context.with(false, |c| std::mem::take(&mut c.spans));
-            drop(old); // outside the box: a span's close may run subscriber code
-            return;
-        }
+    if first.is_none() && !finished {
+        // Nothing entered now: forget what was entered at the last resume (the handles of spans
+        // the greenlet has exited since).
+        let old = core.context.with(false, |c| std::mem::take(&mut c.spans));
+        drop(old); // outside the box: a span's close may run subscriber code
+        return;
     }
     let mut saved = Vec::new();
     let mut cur = first;

@@ -55,9 +55,9 @@ use crate::greenlet::{Core, KillSignal, Kind, State, Task, Waiter};
 use crate::stack::Stack;
 use crate::timer::Timers;
 
-pub use crate::greenlet::{Builder, Greenlet, GreenletError};
 pub use crate::block_on::block_on;
 pub use crate::context::spawn_instrumented;
+pub use crate::greenlet::{Builder, Greenlet, GreenletError};
 pub use crate::handoff::{handle, Handle, RemoteGreenlet};
 pub use crate::monitor::{
     enable_monitor, run_info, GreenletInfo, GreenletState, DEFAULT_MAX_BLOCKING_TIME,
@@ -427,7 +427,8 @@ impl Hub {
         hub.overflow = crate::overflow::register(&hub.shared, &hub._hub_stack, &hub.current);
         let p: *const Hub = Box::into_raw(hub);
         CURRENT.with(|c| c.set(p));
-        crate::panic_report::install(); // panic_report: panics name the greenlet
+        // panic_report: panics in workers name the greenlet.
+        crate::panic_report::install();
         // SAFETY: just leaked from a Box; freed only by TeardownGuard (invariant 7).
         Ok(unsafe { &*p })
     }

@@ -106,7 +106,11 @@ fn woken_from_another_os_thread() {
             notify.notify_waiters();
         });
         waiter.join_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(ticker.join().unwrap(), 5, "the hub kept running other greenlets");
+        assert_eq!(
+            ticker.join().unwrap(),
+            5,
+            "the hub kept running other greenlets"
+        );
         t.join().unwrap();
     });
 }
@@ -238,7 +242,10 @@ fn only_the_caller_parks_and_a_kill_drops_the_future() {
         assert!(t.elapsed() < Duration::from_secs(5));
         assert!(!stuck.is_finished());
         stuck.kill();
-        assert!(dropped.get(), "the future was dropped as the greenlet unwound");
+        assert!(
+            dropped.get(),
+            "the future was dropped as the greenlet unwound"
+        );
     });
 }
 

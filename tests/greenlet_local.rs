@@ -32,7 +32,11 @@ fn each_greenlet_sees_its_own_value_across_switches() {
         for (i, g) in gs.into_iter().enumerate() {
             assert_eq!(g.join().unwrap(), vec![format!("g{i}"); 3]);
         }
-        assert_eq!(NAME.with(|n| n.borrow().clone()), "", "run's greenlet has its own");
+        assert_eq!(
+            NAME.with(|n| n.borrow().clone()),
+            "",
+            "run's greenlet has its own"
+        );
     });
 }
 
@@ -53,7 +57,11 @@ fn initialised_lazily_once_per_greenlet_that_uses_it() {
         for g in idle {
             g.join().unwrap();
         }
-        assert_eq!(INITS.load(Ordering::SeqCst), 3, "one init per greenlet that used it");
+        assert_eq!(
+            INITS.load(Ordering::SeqCst),
+            3,
+            "one init per greenlet that used it"
+        );
     });
 }
 

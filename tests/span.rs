@@ -62,9 +62,15 @@ fn a_span_held_across_a_park_does_not_leak_into_other_greenlets() {
             a.join().unwrap();
         })
     });
-    assert_eq!(line(&lines, "B logs while A is parked"), "B logs while A is parked");
+    assert_eq!(
+        line(&lines, "B logs while A is parked"),
+        "B logs while A is parked"
+    );
     assert_eq!(line(&lines, "run's greenlet logs"), "run's greenlet logs");
-    assert_eq!(line(&lines, "A after the sleep"), "conn{id=\"A\"}: A after the sleep");
+    assert_eq!(
+        line(&lines, "A after the sleep"),
+        "conn{id=\"A\"}: A after the sleep"
+    );
 }
 
 #[test]

@@ -74,7 +74,10 @@ fn try_lock_fails_for_others_and_does_not_barge_past_waiters() {
         hub::yield_now();
         drop(g); // handed to the waiter, which has not run yet
         assert!(l.is_locked());
-        assert!(l.try_lock().is_none(), "barged past the waiter it was handed to");
+        assert!(
+            l.try_lock().is_none(),
+            "barged past the waiter it was handed to"
+        );
         waiter.join().unwrap();
         assert!(!l.is_locked());
     });
@@ -111,7 +114,13 @@ fn release_by_a_non_owner_panics() {
         let other = hub::spawn(move || l2.release());
         let err = other.join().unwrap_err().to_string();
         assert!(err.contains("does not own the lock"), "{err}");
-        assert!(err.contains(&format!("held by greenlet {}", greenhub::greenlet::current_id())), "{err}");
+        assert!(
+            err.contains(&format!(
+                "held by greenlet {}",
+                greenhub::greenlet::current_id()
+            )),
+            "{err}"
+        );
         assert_eq!(l.count(), 1, "a refused release changed the count");
         l.release();
     });
