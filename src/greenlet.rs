@@ -552,7 +552,7 @@ impl Builder {
     /// Runs the greenlet inside `span`: the hub enters it each time the greenlet is resumed and
     /// exits it each time the greenlet switches away, so every event the greenlet logs is inside
     /// `span` and no event of another greenlet is (the `Instrument` of async runtimes, for a
-    /// greenlet; see also [`hub::spawn_instrumented`](crate::hub::spawn_instrumented)).
+    /// greenlet; see also [`hub::spawn_instrumented`]).
     ///
     /// # Examples
     /// ```
