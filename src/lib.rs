@@ -29,6 +29,10 @@
 //! `Rc`/`RefCell` state shared by the greenlets of one hub is race-free. A started greenlet never
 //! changes thread; greenlets, handles and hub-local types are `!Send`.
 //!
+//! Per greenlet, besides its stack: [`greenlet_local!`] values (gevent's `local`), a tracing span
+//! that follows it across switches ([`hub::spawn_instrumented`], `Builder::span`), and
+//! [`hub::block_on`] to await runtime-agnostic async code while parking only the calling greenlet.
+//!
 //! ARCHITECTURE.md explains the stacks, the invariants that keep slicing sound, and every `unsafe`
 //! block.
 

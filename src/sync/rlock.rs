@@ -34,7 +34,13 @@ use crate::hub;
 ///   it panics, naming the dead owner (greenlets already parked in [`lock`](RLock::lock) wait on
 ///   until killed or timed out; the main greenlet gets the deadlock report). Prefer guards.
 ///
-/// No poisoning: the data stays as the unwinding left it.
+/// No poisoning: the data stays as the unwinding left it. Like every primitive of this module it
+/// belongs to one hub's greenlets (`!Send`, `!Sync`):
+///
+/// ```compile_fail
+/// let l = greenhub::sync::RLock::new(());
+/// std::thread::spawn(move || l.try_acquire()); // RLock is !Send
+/// ```
 ///
 /// ```
 /// use std::{cell::RefCell, rc::Rc};
