@@ -78,6 +78,10 @@ impl StdWake for Signal {
 ///
 /// Outside any hub (a thread that never used greenhub) it blocks the thread between polls.
 ///
+/// A future that never completes parks the greenlet for good. Since its waker may be called from
+/// any thread, the hub cannot tell that apart from a slow wake-up: a main greenlet waiting in
+/// `block_on` is never reported as a deadlock.
+///
 /// Timeout scopes ([`crate::timeout()`]) do not interrupt it (there is no error it could
 /// return); bound the future itself (e.g. race it against a timer future) instead. A kill does:
 /// the future is dropped as the greenlet unwinds. Called from a destructor while the greenlet's
