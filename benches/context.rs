@@ -17,7 +17,9 @@
 //! - `switch-sub`: the same with tracing-subscriber's `Registry` as the thread's default
 //!   subscriber, no span entered;
 //! - `switch-span`: the same, each greenlet holding an entered span across its yields (so every
-//!   switch exits one span and enters another).
+//!   switch exits one span and enters another);
+//! - `slice`: prints the heap bytes reserved per parked greenlet's stack slice, N greenlets parked
+//!   in `sleep` (what a greenlet that never touches its context costs on its stack).
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -71,11 +73,26 @@ fn switch(n: u64, with_span: bool) -> u64 {
     gs.into_iter().map(|g| g.join().unwrap()).sum()
 }
 
+/// Heap bytes per parked greenlet's saved slice, with N greenlets parked in `sleep` (prints it).
+fn slice(n: u64) -> u64 {
+    let gs: Vec<_> = (0..n)
+        .map(|_| hub::spawn(|| hub::sleep(std::time::Duration::from_millis(50))))
+        .collect();
+    hub::sleep(std::time::Duration::from_millis(10)); // all started and parked
+    let per = hub::stats().slice_bytes_reserved / n;
+    println!("slice bytes reserved per parked greenlet: {per}");
+    for g in gs {
+        g.join().unwrap();
+    }
+    per
+}
+
 fn run(mode: &str, n: u64) -> u64 {
     match mode {
         "local" => local(n),
         "tls" => tls(n),
         "switch" => switch(n, false),
+        "slice" => slice(n),
         "switch-sub" | "switch-span" => {
             use tracing_subscriber::layer::SubscriberExt;
             // A Registry with a layer that enables everything (the Registry alone enables
