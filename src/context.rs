@@ -91,8 +91,8 @@ impl Slot {
 
 /// Gives the greenlet its span (`Builder::span`): entered at its first resume. Before it starts.
 pub(crate) fn set_span(core: &Core, span: Span) {
-    if span.is_none() {
-        return;
+    if span.is_disabled() {
+        return; // no subscriber wants it (or none is installed): nothing to enter, no box
     }
     core.context.with(true, |c| c.spans = vec![span]);
 }
