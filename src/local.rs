@@ -57,6 +57,7 @@
 #![deny(unsafe_code)]
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -252,5 +253,123 @@ impl<T: 'static> LocalKey<T> {
         let extra = fresh;
         drop(extra);
         kept
+    }
+}
+
+/// Shortcuts for a `Cell` value, as `std::thread::LocalKey<Cell<T>>` has (each makes the value
+/// first, with the initialiser, if the greenlet has none yet).
+impl<T: 'static> LocalKey<Cell<T>> {
+    /// The running greenlet's value (a copy).
+    ///
+    /// # Panics
+    /// As [`with`](LocalKey::with).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::cell::Cell;
+    /// greenhub::greenlet_local!(static HITS: Cell<u32> = Cell::new(0));
+    ///
+    /// HITS.set(HITS.get() + 1);
+    /// assert_eq!(HITS.replace(10), 1);
+    /// assert_eq!(HITS.take(), 10);
+    /// assert_eq!(HITS.get(), 0);
+    /// ```
+    #[track_caller]
+    pub fn get(&'static self) -> T
+    where
+        T: Copy,
+    {
+        self.with(Cell::get)
+    }
+
+    /// Sets the running greenlet's value.
+    ///
+    /// # Panics
+    /// As [`with`](LocalKey::with).
+    #[track_caller]
+    pub fn set(&'static self, value: T) {
+        self.with(|c| c.set(value));
+    }
+
+    /// Replaces the running greenlet's value, returning the old one.
+    ///
+    /// # Panics
+    /// As [`with`](LocalKey::with).
+    #[track_caller]
+    pub fn replace(&'static self, value: T) -> T {
+        self.with(|c| c.replace(value))
+    }
+
+    /// Takes the running greenlet's value, leaving `T::default()`.
+    ///
+    /// # Panics
+    /// As [`with`](LocalKey::with).
+    #[track_caller]
+    pub fn take(&'static self) -> T
+    where
+        T: Default,
+    {
+        self.with(Cell::take)
+    }
+}
+
+/// Shortcuts for a `RefCell` value, as `std::thread::LocalKey<RefCell<T>>` has.
+impl<T: 'static> LocalKey<RefCell<T>> {
+    /// Runs `f` with a shared borrow of the running greenlet's value.
+    ///
+    /// # Panics
+    /// As [`with`](LocalKey::with), and if the value is mutably borrowed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::cell::RefCell;
+    /// greenhub::greenlet_local!(static LOG: RefCell<Vec<u32>> = RefCell::new(Vec::new()));
+    ///
+    /// LOG.with_borrow_mut(|v| v.push(1));
+    /// assert_eq!(LOG.with_borrow(|v| v.len()), 1);
+    /// assert_eq!(LOG.take(), [1]);
+    /// ```
+    #[track_caller]
+    pub fn with_borrow<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
+        self.with(|c| f(&c.borrow()))
+    }
+
+    /// Runs `f` with a mutable borrow of the running greenlet's value.
+    ///
+    /// # Panics
+    /// As [`with`](LocalKey::with), and if the value is borrowed.
+    #[track_caller]
+    pub fn with_borrow_mut<R>(&'static self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.with(|c| f(&mut c.borrow_mut()))
+    }
+
+    /// Sets the running greenlet's value.
+    ///
+    /// # Panics
+    /// As [`with_borrow_mut`](Self::with_borrow_mut).
+    #[track_caller]
+    pub fn set(&'static self, value: T) {
+        self.with(|c| *c.borrow_mut() = value);
+    }
+
+    /// Replaces the running greenlet's value, returning the old one.
+    ///
+    /// # Panics
+    /// As [`with_borrow_mut`](Self::with_borrow_mut).
+    #[track_caller]
+    pub fn replace(&'static self, value: T) -> T {
+        self.with(|c| c.replace(value))
+    }
+
+    /// Takes the running greenlet's value, leaving `T::default()`.
+    ///
+    /// # Panics
+    /// As [`with_borrow_mut`](Self::with_borrow_mut).
+    #[track_caller]
+    pub fn take(&'static self) -> T
+    where
+        T: Default,
+    {
+        self.with(|c| c.take())
     }
 }

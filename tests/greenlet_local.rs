@@ -252,3 +252,27 @@ fn inside_the_hub_context_it_panics_clearly() {
     let msg = msg.lock().unwrap();
     assert!(msg.contains("inside the hub"), "{msg}");
 }
+
+#[test]
+fn cell_and_refcell_shortcuts_act_on_the_running_greenlets_value() {
+    greenlet_local! {
+        static COUNT: Cell<u32> = Cell::new(0);
+        static ITEMS: RefCell<Vec<u64>> = RefCell::new(Vec::new());
+    }
+    hub::run(|| {
+        COUNT.set(5);
+        ITEMS.with_borrow_mut(|v| v.push(current_id()));
+        let g = hub::spawn(|| {
+            COUNT.set(COUNT.get() + 1);
+            ITEMS.set(vec![current_id()]);
+            hub::yield_now();
+            (COUNT.replace(9), ITEMS.take())
+        });
+        let id = g.id();
+        hub::yield_now();
+        assert_eq!(COUNT.get(), 5);
+        assert_eq!(g.join().unwrap(), (1, vec![id]));
+        assert_eq!(ITEMS.with_borrow(|v| v.clone()), [current_id()]);
+        assert_eq!(COUNT.take(), 5);
+    });
+}
