@@ -268,3 +268,36 @@ fn outside_a_greenlet_context_on_a_plain_thread() {
     .unwrap();
     assert_eq!(v, 3);
 }
+
+#[test]
+fn a_destructor_running_during_a_kill_can_still_block_on_a_future_from_another_thread() {
+    struct AwaitOnDrop(Arc<Notify>, Arc<AtomicBool>);
+    impl Drop for AwaitOnDrop {
+        fn drop(&mut self) {
+            // We are unwinding from a kill: parking is over for this greenlet, so block_on
+            // blocks the thread and takes its wake-ups there.
+            let n = self.0.clone();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                n.notify_one();
+            });
+            hub::block_on(self.0.notified());
+            t.join().unwrap();
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+    hub::run(|| {
+        let done = Arc::new(AtomicBool::new(false));
+        let guard = AwaitOnDrop(Arc::new(Notify::new()), done.clone());
+        let victim = hub::spawn(move || {
+            let _g = guard;
+            hub::sleep(Duration::from_secs(60));
+        });
+        hub::yield_now();
+        victim.kill();
+        assert!(
+            done.load(Ordering::SeqCst),
+            "the destructor's block_on finished"
+        );
+    });
+}
