@@ -11,7 +11,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::rt::{current_hub, panic_message, Core, Hub, KillSignal, Kind, Task, WaitOn, Wake};
+use crate::rt::{
+    context, current_hub, panic_message, Core, Hub, KillSignal, Kind, Task, WaitOn, Wake,
+};
 
 /// The typed side of a task, for `Greenlet<T>`.
 trait Joinable<T>: Task {
@@ -42,11 +44,23 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
             Stage::Pending(f) => f,
             _ => unreachable!("greenhub: {} started twice", self.core.describe()),
         };
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        let mut outcome = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => Ok(v),
             Err(p) if p.is::<KillSignal>() => Err(GreenletError::Killed),
             Err(p) => Err(GreenletError::Panicked(p)),
         };
+        // Drop the greenlet-local values here, on this greenlet's own stack; a destructor that
+        // panics turns a successful outcome into that panic (or Killed, if it blocked while the
+        // greenlet was being killed).
+        if let Some(p) = context::drop_locals(&self.core) {
+            if outcome.is_ok() {
+                outcome = Err(if p.is::<KillSignal>() {
+                    GreenletError::Killed
+                } else {
+                    GreenletError::Panicked(p)
+                });
+            }
+        }
         if self.core.detached.get() {
             // Nobody will join: drop the value here, on this greenlet's own stack, and say so if
             // it was a panic.
@@ -330,6 +344,8 @@ impl<T> Drop for Greenlet<T> {
 pub struct Builder {
     name: Option<Box<str>>,
     exclusive: bool,
+    /// The span the greenlet runs in (`Builder::span`).
+    span: Option<tracing::Span>,
 }
 
 impl Builder {
@@ -341,6 +357,28 @@ impl Builder {
     /// Names the greenlet; the name appears in diagnostics (deadlocks, panics, overflow).
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Runs the greenlet inside `span`: the hub enters it each time the greenlet is resumed and
+    /// exits it each time the greenlet switches away, so every event the greenlet logs is inside
+    /// `span` and no event of another greenlet is (the `Instrument` of async runtimes, for a
+    /// greenlet; see also [`spawn_instrumented`](crate::hub::spawn_instrumented)).
+    ///
+    /// # Examples
+    /// ```
+    /// use greenhub::hub;
+    ///
+    /// let span = tracing::info_span!("conn", id = 7);
+    /// let g = hub::Builder::new().span(span).spawn(|| {
+    ///     tracing::info!("inside conn{{id=7}}, across every blocking point");
+    ///     hub::yield_now();
+    ///     tracing::info!("still inside");
+    /// });
+    /// g.join().unwrap();
+    /// ```
+    pub fn span(mut self, span: tracing::Span) -> Builder {
+        self.span = Some(span);
         self
     }
 
@@ -399,6 +437,9 @@ impl Builder {
             stage: RefCell::new(Stage::Pending(f)),
         });
         task.core.exclusive.set(self.exclusive);
+        if let Some(span) = self.span {
+            context::set_span(&task.core, span); // entered at its first resume
+        }
         hub.schedule_new(task.clone(), start);
         Greenlet { task }
     }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::rt::{self, current_hub, Hub, Kind, Settings, WaitOn, Wake};
 
+pub use crate::block_on::block_on;
 pub use crate::greenlet::{Builder, Greenlet, GreenletError};
 pub use crate::monitor::{
     enable_monitor, run_info, GreenletInfo, GreenletState, DEFAULT_MAX_BLOCKING_TIME,
@@ -207,6 +208,33 @@ where
     T: 'static,
 {
     Builder::new().spawn(f)
+}
+
+/// Spawns a greenlet that runs inside `span` (`Builder::new().span(span).spawn(f)`): the span is
+/// entered each time the greenlet runs and exited each time it switches away, like a future
+/// wrapped in tracing's `Instrument::instrument`.
+///
+/// # Panics
+/// After this thread's hub was torn down.
+///
+/// # Examples
+/// ```
+/// use greenhub::hub;
+///
+/// let g = hub::spawn_instrumented(tracing::info_span!("job", n = 1), || {
+///     hub::yield_now();
+///     tracing::info!("logged inside job{{n=1}}");
+///     42
+/// });
+/// assert_eq!(g.join().unwrap(), 42);
+/// ```
+#[track_caller]
+pub fn spawn_instrumented<F, T>(span: tracing::Span, f: F) -> Greenlet<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new().span(span).spawn(f)
 }
 
 /// Spawns a greenlet that starts after `delay` (gevent's `spawn_later`).

@@ -28,6 +28,10 @@
 //! hub is race-free. A started greenlet never changes thread; greenlets, handles and hub-local
 //! types are `!Send`.
 //!
+//! Per greenlet, besides its stack: [`greenlet_local!`] values (gevent's `local`), a tracing span
+//! that follows it across switches ([`hub::spawn_instrumented`], `Builder::span`), and
+//! [`hub::block_on`] to await runtime-agnostic async code while parking only the calling greenlet.
+//!
 //! ## Stacks
 //!
 //! A hub keeps a pool of stack regions (each [`hub::Config::stack_size`] bytes above a guard
@@ -79,6 +83,7 @@ mod rt;
 
 // 3: the public face of the core.
 pub mod greenlet;
+pub mod local;
 mod reactor;
 pub mod timeout;
 
@@ -86,6 +91,7 @@ pub mod timeout;
 mod remote;
 pub use remote::threadpool;
 
+mod block_on;
 mod monitor;
 
 pub mod hub;

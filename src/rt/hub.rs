@@ -180,6 +180,8 @@ impl Hub {
             ));
         }
         super::teardown::arm()?;
+        // Panics in workers name the greenlet (installed once per process).
+        super::panic_report::install();
         let stacks = Stacks::new(settings.stack_size, settings.max_stacks)?;
         let hub_stack = Stack::new(settings.hub_stack_size)?;
         let poll = mio::Poll::new()?;
@@ -250,6 +252,15 @@ impl Hub {
         // SAFETY: non-null `current` points at the core of the task owned by `running`, which stays
         // owned there while that greenlet runs (invariant 9).
         unsafe { &*p }
+    }
+
+    /// The running greenlet's core, or `None` in the hub context. Never panics (the panic hook
+    /// calls it).
+    pub(crate) fn running_core(&self) -> Option<&Core> {
+        let p = self.current.get();
+        // SAFETY: as in `current_core`: non-null `current` names the core owned by `running`
+        // (invariant 9).
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     /// A waiter for the running greenlet's next (or current) park.

@@ -15,6 +15,8 @@
 //! | `beacon.rs` | what a monitored hub publishes on every switch |
 //! | `guard.rs` | the guard-page table and the `SIGSEGV` handler that names an overflowing greenlet |
 //! | `teardown.rs` | killing what is left, freeing the hub at thread exit |
+//! | `context.rs` | what a greenlet carries besides its stack: greenlet-locals, its saved spans |
+//! | `panic_report.rs` | the panic hook wrapper that names the greenlet |
 //! | `config.rs`, `stats.rs` | settings from the environment; counters |
 //!
 //! # Invariants
@@ -56,10 +58,12 @@
 
 mod beacon;
 pub(crate) mod config;
+pub(crate) mod context;
 mod guard;
 mod hub;
 mod io;
 mod mailbox;
+mod panic_report;
 mod sched;
 mod slicing;
 mod stacks;

@@ -23,6 +23,7 @@ use std::ptr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::context;
 use super::hub::Hub;
 use super::stats::add;
 use super::task::{panic_message, Core, KillSignal, Kind, State, Task, WaitOn, Waiter, Wake};
@@ -263,6 +264,8 @@ impl Hub {
         if let Some(b) = self.beacon.get() {
             b.entering(c);
         }
+        // Re-enter the greenlet's tracing spans (one atomic load without a subscriber).
+        context::resuming(c);
         self.running.set(Some(task));
         self.current.set(core);
         add(&self.counters.switches, 1);
@@ -286,6 +289,8 @@ impl Hub {
         let Some(task) = self.running.take() else {
             return;
         };
+        // Exit and save the tracing spans of the greenlet that switched away.
+        context::switched_out(task.core());
         if self.requeue.replace(false) {
             // It yielded: move it to the back of the queue (no refcount traffic).
             self.ready.borrow_mut().push_back(task);

@@ -119,6 +119,10 @@ pub(crate) struct Core {
     more_joiners: RefCell<Vec<Waiter>>,
     /// The `Greenlet` handle was dropped: nobody will take the result. Set by the handle's drop.
     pub(crate) detached: Cell<bool>,
+    /// Greenlet-local values and the saved tracing span stack, allocated on first use
+    /// (`context.rs`); `None` for a greenlet that uses neither. Touched by the greenlet itself
+    /// (locals), the switch hooks in `sched.rs` (spans) and the drop hooks.
+    pub(crate) context: super::context::Slot,
     /// Active timeout scopes (`timeout`, `Timeout`), innermost last. Pushed and removed (by id: a
     /// `Timeout` guard may be dropped out of order) by the running greenlet itself; `arm_park`
     /// bounds every park by the earliest deadline here and `end_park` marks the scope whose
@@ -161,6 +165,7 @@ impl Core {
             joiner: Cell::new(None),
             more_joiners: RefCell::new(Vec::new()),
             detached: Cell::new(false),
+            context: super::context::Slot::default(),
             scopes: RefCell::new(Vec::new()),
         }
     }

@@ -44,6 +44,8 @@ impl Drop for TeardownGuard {
         // `Box::from_raw` below (invariant 7: only teardown frees it).
         let hub = unsafe { &*p };
         hub.kill_all();
+        // The main greenlet's greenlet-local values, on the thread's own stack.
+        super::context::finish_main(hub.main.core());
         TORN_DOWN.with(|t| t.set(true));
         CURRENT.with(|c| c.set(ptr::null()));
         // SAFETY: `p` came from Box::into_raw in `Hub::install`; every worker has been killed and

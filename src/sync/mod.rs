@@ -8,7 +8,8 @@
 //! | `gevent.event.Event` (`set`, `clear`, `is_set`, `wait(timeout)`) | [`Event`] (`set`, `clear`, `is_set`, `wait`, `wait_timeout`) |
 //! | `gevent.event.AsyncResult` (`set`, `set_exception`, `get`, `get(timeout)`, `ready`) | [`AsyncResult`] (`set`, `set_error`, `get`, `get_timeout`, `ready`) |
 //! | `gevent.lock.Semaphore`, `BoundedSemaphore` (`acquire`, `acquire(blocking=False)`, `acquire(timeout)`, `release`, `with sem:`) | [`Semaphore`], [`BoundedSemaphore`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`, `access`) |
-//! | `gevent.lock.RLock` / `threading.Lock` | [`Mutex`] (not reentrant: data-owning, like `std::sync::Mutex`) |
+//! | `gevent.lock.RLock` (`acquire`, `acquire(blocking=False)`, `acquire(timeout)`, `release`, `_is_owned`, `with lock:`) | [`RLock`] (`acquire`, `try_acquire`, `acquire_timeout`, `release`, `is_owned`, `lock`) |
+//! | `threading.Lock` | [`Mutex`] (not reentrant: data-owning, like `std::sync::Mutex`) |
 //! | — | [`RwLock`] |
 //! | `gevent.queue.Queue` (`put`, `get`, `put_nowait`, `get_nowait`, `put(timeout)`, `get(timeout)`, `qsize`, `full`, `empty`) | [`Queue`] (`put`, `get`, `try_put`, `try_get`, `put_timeout`, `get_timeout`, `len`, `is_full`, `is_empty`) |
 //! | `gevent.queue.JoinableQueue` (`task_done`, `join`) | [`JoinableQueue`] (`task_done`, `join`, `join_timeout`) |
@@ -67,6 +68,7 @@ mod event;
 pub mod mpmc;
 mod mutex;
 mod queue;
+mod rlock;
 mod rwlock;
 mod semaphore;
 pub(crate) mod waitlist;
@@ -77,6 +79,7 @@ pub use mutex::{Mutex, MutexGuard};
 pub use queue::{
     Channel, Fifo, Full, JoinableQueue, Lifo, LifoQueue, Order, Priority, PriorityQueue, Queue,
 };
+pub use rlock::{RLock, RLockGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
