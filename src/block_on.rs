@@ -94,17 +94,33 @@ impl StdWake for Signal {
 ///
 /// # Examples
 /// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::task::{Poll, Waker};
 /// use greenhub::hub;
 ///
-/// let notify = std::sync::Arc::new(tokio::sync::Notify::new());
-/// let n = notify.clone();
-/// let waiter = hub::spawn(move || hub::block_on(async move {
-///     n.notified().await; // parks only this greenlet
-///     "notified"
-/// }));
+/// // A one-shot flag set by another thread: (done, the waker to call).
+/// let shared = Arc::new(Mutex::new((false, None::<Waker>)));
+/// let s = shared.clone();
+/// let waiter = hub::spawn(move || {
+///     hub::block_on(std::future::poll_fn(|cx| {
+///         let mut st = s.lock().unwrap();
+///         if st.0 {
+///             Poll::Ready("set")
+///         } else {
+///             st.1 = Some(cx.waker().clone());
+///             Poll::Pending // parks only this greenlet
+///         }
+///     }))
+/// });
 /// hub::yield_now(); // the waiter polls once and parks
-/// std::thread::spawn(move || notify.notify_one()); // woken from another thread
-/// assert_eq!(waiter.join().unwrap(), "notified");
+/// std::thread::spawn(move || {
+///     let mut st = shared.lock().unwrap();
+///     st.0 = true;
+///     if let Some(w) = st.1.take() {
+///         w.wake(); // woken from another thread
+///     }
+/// });
+/// assert_eq!(waiter.join().unwrap(), "set");
 /// ```
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> F::Output {

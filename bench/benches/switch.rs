@@ -10,13 +10,15 @@
 //!
 //! Groups:
 //! 1. **yield round trip**: a greenlet gives the hub its turn and is resumed; nothing else is
-//!    ready, so the worker stays the occupant of the shared stack and nothing is copied (the lazy
+//!    ready, so the worker stays the occupant of its stack region and nothing is copied (the lazy
 //!    path). Peers: corosensei resume + suspend, may `yield_now` with one worker, tokio
 //!    `yield_now().await` in a spawned task of a current-thread runtime.
 //! 2. **alternating yields with a live stack array** of 256 B, 1 KiB, 4 KiB: two greenlets take
-//!    turns, so every yield evicts one slice to the heap and restores the other. The bytes copied
-//!    per yield come from `hub::stats()`. Peers run the same two-task loop with the same arrays
-//!    (their stacks or futures are never copied).
+//!    turns. By default each has a stack region of its own, so nothing is copied; the "on one
+//!    region" row runs them on a hub with `max_stacks(1)`, so every yield evicts one slice to the
+//!    heap and restores the other (the cost of slicing). The bytes copied per yield come from
+//!    `hub::stats()`. Peers run the same two-task loop with the same arrays (their stacks or
+//!    futures are never copied).
 //! 3. **spawn + join** of a trivial greenlet from the main greenlet. Peers: corosensei create +
 //!    resume to completion (on a reused stack), may `go!` + `join` from inside a coroutine, tokio
 //!    `spawn` + `.await`.
@@ -121,7 +123,7 @@ fn gh_worker_yield(n: u64) -> Duration {
 
 /// Main and one worker take turns: `n` yields in all, each a real round trip through the hub (two
 /// switches: to the hub, to the other side) with no copying, since main is never copied and the
-/// worker stays the occupant of the shared stack.
+/// worker stays the occupant of its stack region.
 fn gh_through_hub(n: u64) -> Duration {
     let half = n.div_ceil(2);
     let t = Instant::now();
@@ -156,6 +158,25 @@ fn gh_pair<const N: usize>(n: u64) -> Duration {
     a.join().expect("greenlet a failed");
     b.join().expect("greenlet b failed");
     t.elapsed()
+}
+
+/// [`gh_pair`] on a thread of its own whose hub has one stack region (`max_stacks(1)`), so the two
+/// greenlets share it and every switch between them copies both live slices: the cost of slicing.
+fn gh_pair_sliced<const N: usize>(n: u64) -> Duration {
+    gh_on_one_region(move || gh_pair::<N>(n))
+}
+
+/// Runs `f` on a fresh thread whose hub has a single stack region.
+fn gh_on_one_region<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        hub::Config::new()
+            .max_stacks(1)
+            .install()
+            .expect("a fresh thread has no hub");
+        f()
+    })
+    .join()
+    .expect("the benchmark thread panicked")
 }
 
 /// Yields `n` times with a live `[u8; N]` in this frame (black_box keeps it on the stack and live).
@@ -417,6 +438,15 @@ fn main() {
                 &mut rows,
                 &plan,
                 $group,
+                format!("greenhub 2 greenlets on one region, [u8; {}] live", $n),
+                gh_pair_sliced::<$n>,
+            );
+            let bytes = gh_on_one_region(|| copied_per_yield(10_000, gh_pair::<$n>));
+            rows.last_mut().expect("a row").note = bytes;
+            row(
+                &mut rows,
+                &plan,
+                $group,
                 format!("may 2 coroutines, [u8; {}] live", $n),
                 may_pair::<$n>,
             );
@@ -515,8 +545,13 @@ fn print_targets(rows: &[Row]) {
             15.0,
         ),
         (
+            "switch, 4 KiB live",
+            get("greenhub 2 greenlets, [u8; 4096] live"),
+            40.0,
+        ),
+        (
             "sliced switch at 1 KiB",
-            get("greenhub 2 greenlets, [u8; 1024] live"),
+            get("greenhub 2 greenlets on one region, [u8; 1024] live"),
             150.0,
         ),
         (

@@ -280,7 +280,7 @@ impl Hub {
 
     /// Bookkeeping at every arrival in the hub context: nobody runs now; retire the greenlet that
     /// switched here if it finished.
-    #[inline]
+    #[inline(always)]
     pub(super) fn entered_hub(&self) {
         if let Some(b) = self.beacon.get() {
             b.left(); // monitor: the loop holds the hub again
@@ -289,15 +289,17 @@ impl Hub {
         let Some(task) = self.running.take() else {
             return;
         };
+        // SAFETY: `current` and `running` are set together: `core` is the core of the task just
+        // taken from `running`, which `task` keeps alive for this whole function (invariant 9).
+        let c = unsafe { &*core };
         // Exit and save the tracing spans of the greenlet that switched away.
-        context::switched_out(task.core());
+        context::switched_out(c);
         if self.requeue.replace(false) {
             // It yielded: move it to the back of the queue (no refcount traffic).
             self.ready.borrow_mut().push_back(task);
             return;
         }
-        // SAFETY: `current` named the core of the task just taken from `running` (invariant 9).
-        if !core.is_null() && unsafe { &*core }.is_finished() {
+        if c.is_finished() {
             self.retire(&task);
         }
     }

@@ -49,10 +49,9 @@ impl Hub {
         if core.region.get() == NO_REGION {
             let exclusive = core.exclusive.get() || self.all_exclusive;
             match self.stacks.assign(exclusive, self.counters.switches.get()) {
-                Ok(i) => {
+                Ok((i, guard)) => {
                     core.region.set(i);
-                    core.stack_guard
-                        .set(self.stacks.regions()[i as usize].guard_start());
+                    core.stack_guard.set(guard);
                 }
                 Err(e) => panic!("greenhub: no stack region for {}: {e}", core.describe()),
             }
@@ -100,20 +99,9 @@ impl Hub {
     /// the region is free once nobody else is bound to it.
     pub(super) fn leave_region(&self, core: &Core) {
         let i = core.region.get();
-        if i == NO_REGION {
-            return;
+        if i != NO_REGION {
+            drop(self.stacks.unbind(i, core));
         }
-        let regions = self.stacks.regions();
-        let r = &regions[i as usize];
-        let occupant = if ptr::eq(r.occupant_core.get(), core) {
-            r.occupant_core.set(ptr::null());
-            r.occupant.take()
-        } else {
-            None
-        };
-        drop(regions);
-        self.stacks.unbind(i);
-        drop(occupant);
     }
 
     /// Whether `sp` lies in the stack region of the running worker `core` (debug checks).

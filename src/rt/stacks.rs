@@ -108,17 +108,14 @@ pub(super) struct Region {
     pub(super) last_resume: Cell<u64>,
     /// Pages may be present (not released since it was last used).
     committed: Cell<bool>,
+    /// Start of the guard page (for `Core::stack_guard`).
+    guard: usize,
 }
 
 impl Region {
     /// Whether `addr` lies in the usable part of this region.
     pub(super) fn contains(&self, addr: usize) -> bool {
         self.stack.contains(addr)
-    }
-
-    /// Start of the guard page.
-    pub(super) fn guard_start(&self) -> usize {
-        self.stack.guard().start
     }
 }
 
@@ -197,7 +194,9 @@ impl Stacks {
         // 64 offsets of 64 bytes (13 is coprime to 64, so consecutive regions use all of them).
         let offset = (i * 13 % 64) * 64;
         let top = stack.top().wrapping_sub(offset);
+        let guard = stack.guard().start;
         regions.push(Region {
+            guard,
             stack,
             top,
             occupant: Cell::new(None),
@@ -210,42 +209,53 @@ impl Stacks {
         Ok(i as u32)
     }
 
-    /// Takes the most recently freed region.
-    fn pop_free(&self) -> Option<u32> {
-        let mut free = self.free.borrow_mut();
-        let i = free.pop()?;
-        let released = self.released_free.get().min(free.len());
-        self.released_free.set(released);
-        drop(free);
-        self.regions.borrow()[i as usize].committed.set(true);
-        Some(i)
-    }
-
     /// Chooses the region a worker about to start runs in, following the policy in the module
-    /// docs; `now` is the hub's switch count.
+    /// docs, and binds it there; `now` is the hub's switch count. Returns the region's index and
+    /// the start of its guard page.
     ///
     /// # Errors
     /// Only when no region can be had at all: an exclusive request with no free region and no
     /// mapping left, or every region held by exclusive greenlets and no mapping left.
-    pub(super) fn assign(&self, exclusive: bool, now: u64) -> io::Result<u32> {
-        let i = match self.pop_free() {
-            Some(i) => i,
-            None if exclusive => self.map()?,
-            None if self.len() < self.max => match self.map() {
-                Ok(i) => i,
-                Err(e) => self.sweep(now).ok_or(e)?,
-            },
-            None => match self.sweep(now) {
-                Some(i) => i,
-                None => self.map()?, // every region is exclusive: one more, over the cap
-            },
+    #[inline]
+    pub(super) fn assign(&self, exclusive: bool, now: u64) -> io::Result<(u32, usize)> {
+        // The fast path (a spawn after a finish): the most recently freed region, one borrow each.
+        let free = self.free.borrow_mut().pop();
+        let i = match free {
+            Some(i) => {
+                let left = self.free.borrow().len();
+                if self.released_free.get() > left {
+                    self.released_free.set(left);
+                }
+                i
+            }
+            None => self.assign_slow(exclusive, now)?,
         };
         let regions = self.regions.borrow();
         let r = &regions[i as usize];
+        r.committed.set(true);
         r.bound.set(r.bound.get() + 1);
         r.exclusive.set(exclusive);
         r.last_resume.set(now);
-        Ok(i)
+        Ok((i, r.guard))
+    }
+
+    /// Steps 1 (exclusive, nothing free), 3, 4 and 5 of the policy.
+    #[cold]
+    #[inline(never)]
+    fn assign_slow(&self, exclusive: bool, now: u64) -> io::Result<u32> {
+        if exclusive {
+            return self.map();
+        }
+        if self.len() < self.max {
+            return match self.map() {
+                Ok(i) => Ok(i),
+                Err(e) => self.sweep(now).ok_or(e),
+            };
+        }
+        match self.sweep(now) {
+            Some(i) => Ok(i),
+            None => self.map(), // every region is exclusive: one more, over the cap
+        }
     }
 
     /// Steps 4 and 5 of the policy: a cold region, else the first hot one under the clock hand;
@@ -280,18 +290,27 @@ impl Stacks {
         fallback
     }
 
-    /// A worker bound to region `i` finished.
-    pub(super) fn unbind(&self, i: u32) {
+    /// Worker `core`, bound to region `i`, finished: its bytes there are dead (nothing needs
+    /// saving), and the region is free once nobody else is bound to it. Returns the occupant
+    /// handle to drop after the caller's borrows end (dropping it may run destructors).
+    #[inline]
+    pub(super) fn unbind(&self, i: u32, core: &Core) -> Option<Rc<dyn Task>> {
         let regions = self.regions.borrow();
         let r = &regions[i as usize];
-        r.bound.set(r.bound.get() - 1);
-        r.exclusive.set(false);
-        if r.bound.get() == 0 {
-            drop(r.occupant.take());
+        let occupant = if ptr::eq(r.occupant_core.get(), core) {
             r.occupant_core.set(ptr::null());
-            drop(regions);
+            r.occupant.take()
+        } else {
+            None
+        };
+        let bound = r.bound.get() - 1;
+        r.bound.set(bound);
+        r.exclusive.set(false);
+        drop(regions);
+        if bound == 0 {
             self.free.borrow_mut().push(i);
         }
+        occupant
     }
 
     /// Drops the pages of the free regions beyond the [`WARM_SPARES`] most recently freed. Called

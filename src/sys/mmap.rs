@@ -11,15 +11,21 @@
 
 use std::io;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The system page size.
+/// The system page size (asked once; `sysconf` costs ~40 instructions, and the hub needs it on
+/// every spawn).
 pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n <= 0 {
-        4096
-    } else {
-        n as usize
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no memory-safety preconditions.
+            let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let n = if n <= 0 { 4096 } else { n as usize };
+            PAGE.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
     }
 }
 

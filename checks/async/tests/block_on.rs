@@ -54,7 +54,9 @@ fn smash_the_stack(n: u8) -> Vec<hub::Greenlet<()>> {
 #[test]
 fn a_tokio_notify_awaited_through_block_on_survives_other_greenlets_on_the_stack() {
     // One shared stack region, so the waiter's addresses really are run over while it is parked.
-    std::thread::spawn(notify_survives_others_on_one_region).join().unwrap();
+    std::thread::spawn(notify_survives_others_on_one_region)
+        .join()
+        .unwrap();
 }
 
 fn notify_survives_others_on_one_region() {
