@@ -211,34 +211,44 @@ impl<S: AsRawFd> Registered<S> {
         self.io_deadline(dir, deadline, OnTimeout::WouldBlock, op)
     }
 
-    /// [`Registered::io`] for a stream socket's `read`/`write` (and their vectored forms), where
-    /// `len` is how many bytes were asked for.
+    /// [`Registered::io`] for a stream socket's `write` (and `write_vectored`), where `len` is how
+    /// many bytes the one syscall can take: the buffers' total over at most
+    /// [`IOV_MAX`](crate::sys::socket::IOV_MAX) of them, as `send_vectored` passes them.
     ///
-    /// A transfer that moves fewer bytes than asked (`0 < n < len`) proves the receive queue was
-    /// drained (or the send queue filled), so the direction is marked not ready, as an
-    /// `WouldBlock` would have marked it; the next call of that direction then parks at once
-    /// instead of spending a syscall to learn `WouldBlock`. That is sound with edge-triggered
-    /// polling: anything that arrives (or room that frees up) after this transfer makes a new
-    /// edge, which `poll_io` turns back into "ready" before waking the parked greenlet — except a
-    /// hang-up or error, which is reported once and is final, hence the `*_closed` flags. In an echo
-    /// loop this is one `recv` in three. Not for datagram sockets (a short datagram says nothing
-    /// of the next) nor `peek` (it consumes nothing), nor in non-blocking mode (which must try).
-    pub(crate) fn stream_io(
+    /// A write that moves fewer bytes than that (`0 < n < len`) marks the direction not ready, as
+    /// a `WouldBlock` would have marked it; the next write then parks at once instead of spending
+    /// a syscall to learn `WouldBlock`. Why that is right for a TCP or Unix stream send (Linux):
+    /// `tcp_sendmsg` and `unix_stream_sendmsg` copy until the send buffer is full — exactly the
+    /// condition that makes a write that copied nothing return `EAGAIN` — and then return the
+    /// partial count; the kernel promises an `EPOLLOUT` edge when room frees up after that
+    /// (`sk_stream_write_space`, `unix_write_space`), the same promise the `WouldBlock` path
+    /// parks on. Their other early exits are a hang-up or an error during the call, which make an
+    /// edge of their own, and a hang-up or error already reported is final (no edge follows), so
+    /// then a write always tries (the `*_closed` flags of the I/O slot). The two caps that make a
+    /// write short with room left are excluded: more than `IOV_MAX` buffers (`len` counts only the
+    /// ones passed) and the per-call byte cap (`MAX_RW_COUNT`, just under 2 GiB: a `len` of 1 GiB or
+    /// more never marks).
+    ///
+    /// Reads get no such rule: a short read proves only that the in-band queue was empty *up to
+    /// a boundary*, and a TCP urgent mark, a Unix segment carrying descriptors (`SCM_RIGHTS`) or
+    /// coming from another writer, and (with kTLS) a record of another type are boundaries with
+    /// data behind them and no edge to come. Not for datagram sockets, `peek`, or non-blocking
+    /// mode (which must try).
+    pub(crate) fn stream_write(
         &self,
-        dir: Dir,
         len: usize,
         mut op: impl FnMut(&S) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let mut skip = self.known_not_ready(dir);
-        let r = self.io(dir, |s| {
+        let mut skip = self.known_not_ready(Dir::Write);
+        let r = self.io(Dir::Write, |s| {
             if std::mem::take(&mut skip) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             op(s)
         });
         if let Ok(n) = r {
-            if 0 < n && n < len {
-                self.mark_not_ready(dir);
+            if 0 < n && n < len && len < 1 << 30 {
+                self.mark_not_ready(Dir::Write);
             }
         }
         r
@@ -256,7 +266,7 @@ impl<S: AsRawFd> Registered<S> {
         existing_hub().is_some_and(|hub| hub.io_known_not_ready(r.token, dir))
     }
 
-    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_io`]).
+    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_write`]).
     fn mark_not_ready(&self, dir: Dir) {
         let Some(r) = self.reg.get() else {
             return; // unregistered: the first park's registration reports the real state

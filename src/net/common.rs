@@ -183,8 +183,8 @@ macro_rules! stream_io {
     ($ty:ident) => {
         impl ::std::io::Read for &$ty {
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
-                let len = buf.len();
-                self.inner.stream_io($crate::reactor::Dir::Read, len, |s| {
+                // No short-transfer rule for reads (see `Registered::stream_write`).
+                self.inner.io($crate::reactor::Dir::Read, |s| {
                     let mut s = s;
                     ::std::io::Read::read(&mut s, buf)
                 })
@@ -194,8 +194,7 @@ macro_rules! stream_io {
                 &mut self,
                 bufs: &mut [::std::io::IoSliceMut<'_>],
             ) -> ::std::io::Result<usize> {
-                let len = bufs.iter().map(|b| b.len()).sum();
-                self.inner.stream_io($crate::reactor::Dir::Read, len, |s| {
+                self.inner.io($crate::reactor::Dir::Read, |s| {
                     let mut s = s;
                     ::std::io::Read::read_vectored(&mut s, bufs)
                 })
@@ -204,18 +203,22 @@ macro_rules! stream_io {
 
         impl ::std::io::Write for &$ty {
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
-                self.inner
-                    .stream_io($crate::reactor::Dir::Write, buf.len(), |s| {
-                        $crate::sys::socket::send(::std::os::fd::AsFd::as_fd(s), buf)
-                    })
+                self.inner.stream_write(buf.len(), |s| {
+                    $crate::sys::socket::send(::std::os::fd::AsFd::as_fd(s), buf)
+                })
             }
 
             fn write_vectored(
                 &mut self,
                 bufs: &[::std::io::IoSlice<'_>],
             ) -> ::std::io::Result<usize> {
-                let len = bufs.iter().map(|b| b.len()).sum();
-                self.inner.stream_io($crate::reactor::Dir::Write, len, |s| {
+                // What one sendmsg takes: at most IOV_MAX buffers.
+                let len = bufs
+                    .iter()
+                    .take($crate::sys::socket::IOV_MAX)
+                    .map(|b| b.len())
+                    .sum();
+                self.inner.stream_write(len, |s| {
                     $crate::sys::socket::send_vectored(::std::os::fd::AsFd::as_fd(s), bufs)
                 })
             }

@@ -37,7 +37,7 @@ pub(super) struct IoSlot {
     readable: Cell<bool>,
     writable: Cell<bool>,
     /// The read half hung up or the socket errored: final (no edge will follow), so a read must
-    /// always try the syscall (see `Registered::stream_io`).
+    /// always try the syscall (see `Registered::stream_write`).
     read_closed: Cell<bool>,
     /// The same for the write half.
     write_closed: Cell<bool>,
