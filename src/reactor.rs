@@ -36,10 +36,15 @@
 //!
 //! # Teardown
 //!
-//! The registration is undone (deregistered and its slot removed) when the last clone drops on its
-//! hub's thread. Dropped on another thread, or after the hub was torn down, only the descriptor is
-//! closed: the kernel forgets a closed descriptor's epoll registration by itself, and the slot —
-//! a few words — stays in the owning hub's slab until that hub goes away.
+//! The registration is undone (deregistered and its slot removed) when the last clone drops, or
+//! when the socket is converted back to std, before the descriptor closes or is handed over. On
+//! the hub's thread that is done directly. On another thread (a socket moved there before its
+//! first wait, or converted to std there) the epoll entry is removed at once through a second
+//! handle on the hub's epoll set, and the slot by a message the hub runs itself
+//! (`rt::IoRemote`): the kernel drops an epoll entry only when the open file description is
+//! released, so a socket converted to std, or `dup`ed, would otherwise stay watched by the hub —
+//! and wrapping it again there would fail with `EEXIST`. After the hub is gone only the epoll
+//! entry is removed (the slots went with the hub).
 
 #![deny(unsafe_code)]
 
@@ -47,11 +52,11 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub(crate) use crate::rt::Dir;
-use crate::rt::{current_hub, existing_hub, Hub, Wake};
+use crate::rt::{current_hub, existing_hub, Hub, IoRemote, Wake};
 
 /// A process-unique id of this thread's hub (threads have exactly one hub in their life).
 fn hub_id() -> u64 {
@@ -68,24 +73,36 @@ fn hub_id() -> u64 {
     })
 }
 
-/// A live registration: undone when dropped on its hub's thread.
-#[derive(Debug)]
+/// A live registration: undone when dropped, on any thread, before the descriptor closes
+/// (`Registered` declares `reg` before `io`).
 struct Reg {
     hub: u64,
     token: usize,
     fd: RawFd,
+    /// Undoes it from another thread (or after the hub is gone).
+    remote: Arc<IoRemote>,
 }
 
 impl Drop for Reg {
     fn drop(&mut self) {
-        if hub_id() != self.hub {
-            return; // another thread: the close that follows removes the epoll entry
+        if hub_id() == self.hub {
+            if let Some(hub) = existing_hub() {
+                hub.io_deregister(self.fd, self.token);
+                return;
+            }
         }
-        let Some(hub) = existing_hub() else {
-            return; // the hub is gone, and its epoll instance with it
-        };
-        // Before the descriptor closes (Registered declares `reg` before `io`).
-        hub.io_deregister(self.fd, self.token);
+        // Another thread (or this hub is gone): the descriptor may stay open (converted to std,
+        // or `dup`ed), and the kernel would keep its entry in the hub's epoll set.
+        self.remote.deregister(self.fd, self.token);
+    }
+}
+
+impl std::fmt::Debug for Reg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reg")
+            .field("hub", &self.hub)
+            .field("token", &self.token)
+            .finish()
     }
 }
 
@@ -339,8 +356,13 @@ impl<S: AsRawFd> Registered<S> {
         }
         let hub = current_hub();
         let fd = self.io.as_raw_fd();
-        let token = hub.io_register(fd)?;
-        match self.reg.set(Reg { hub: me, token, fd }) {
+        let (token, remote) = hub.io_register(fd)?;
+        match self.reg.set(Reg {
+            hub: me,
+            token,
+            fd,
+            remote,
+        }) {
             Ok(()) => Ok((hub, token)),
             Err(ours) => {
                 // Another thread registered it concurrently: undo ours (on our poll only).
