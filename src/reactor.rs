@@ -190,6 +190,11 @@ impl<S: AsRawFd> Registered<S> {
         self.nonblocking.store(on, Ordering::Relaxed);
     }
 
+    /// Whether `set_nonblocking(true)` is in effect.
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_timeout(&self, dir: Dir, dur: Option<Duration>) -> io::Result<()> {
         let nanos = match dur {
             Some(d) if d.is_zero() => {
