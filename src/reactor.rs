@@ -251,11 +251,7 @@ impl<S: AsRawFd> Registered<S> {
     /// ones passed) and the per-call byte cap (`MAX_RW_COUNT`, just under 2 GiB: a `len` of 1 GiB or
     /// more never marks).
     ///
-    /// Reads get no such rule: a short read proves only that the in-band queue was empty *up to
-    /// a boundary*, and a TCP urgent mark, a Unix segment carrying descriptors (`SCM_RIGHTS`) or
-    /// coming from another writer, and (with kTLS) a record of another type are boundaries with
-    /// data behind them and no edge to come. Not for datagram sockets, `peek`, or non-blocking
-    /// mode (which must try).
+    /// Reads have their own, narrower rule: [`Registered::stream_read`].
     pub(crate) fn stream_write(
         &self,
         len: usize,
@@ -276,6 +272,48 @@ impl<S: AsRawFd> Registered<S> {
         r
     }
 
+    /// [`Registered::io`] for a TCP stream's `read` (and `read_vectored`), where `len` is how many
+    /// bytes the one syscall can take (over at most [`IOV_MAX`](crate::sys::socket::IOV_MAX)
+    /// buffers, as std's `readv` passes them).
+    ///
+    /// A short read proves only that the in-band queue was empty *up to a boundary*, so the rule
+    /// of [`Registered::stream_write`] holds for reads only where no boundary can have data behind
+    /// it. On a Unix stream socket it never holds (a read stops after a segment carrying
+    /// descriptors, `SCM_RIGHTS`, and between segments of different writers), so `UnixStream`
+    /// does not use this. On Linux TCP (`tcp_recvmsg`) a read that copied something stops early
+    /// only when the receive queue (and the socket backlog) ran out, at a FIN or an error — both
+    /// reported once and final, hence the `*_closed` flags that make a read always try — or at
+    /// the urgent mark. Urgent data is the one boundary with data behind it: it makes the poll
+    /// report `EPOLLPRI`, which marks the slot for good (`IoSlot::urgent`), and a slot so marked
+    /// is never marked "drained". If the urgent data arrived after the hub's last poll, its edge
+    /// is still pending and the park that follows collects it. Outside Linux, where the poll does
+    /// not report urgent data, the rule is off. Not covered: a socket the user switched to
+    /// kernel TLS (`TCP_ULP`), whose reads stop at record boundaries.
+    ///
+    /// In an echo loop this saves one `recv` (the one that would say `EAGAIN`) per round trip.
+    pub(crate) fn stream_read(
+        &self,
+        len: usize,
+        mut op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if !crate::rt::SHORT_READ_RULE {
+            return self.io(Dir::Read, op);
+        }
+        let mut skip = self.known_not_ready(Dir::Read);
+        let r = self.io(Dir::Read, |s| {
+            if std::mem::take(&mut skip) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            op(s)
+        });
+        if let Ok(n) = r {
+            if 0 < n && n < len && len < 1 << 30 {
+                self.mark_not_ready(Dir::Read);
+            }
+        }
+        r
+    }
+
     /// This socket is registered with this thread's hub, in blocking mode, and the last transfer
     /// of `dir` showed it not ready with no readiness edge since.
     fn known_not_ready(&self, dir: Dir) -> bool {
@@ -288,7 +326,8 @@ impl<S: AsRawFd> Registered<S> {
         existing_hub().is_some_and(|hub| hub.io_known_not_ready(r.token, dir))
     }
 
-    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_write`]).
+    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_write`],
+    /// [`Registered::stream_read`]).
     fn mark_not_ready(&self, dir: Dir) {
         let Some(r) = self.reg.get() else {
             return; // unregistered: the first park's registration reports the real state

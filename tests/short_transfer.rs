@@ -93,10 +93,10 @@ fn write_vectored_over_iov_max_leaves_the_socket_writable() {
 
 /// TCP urgent data makes a boundary: `hello`, `!` sent with MSG_OOB, then `world`. A read stops
 /// at the urgent mark after `hello`; `world` is queued and the next read must return it (std's
-/// does).
-#[test]
-fn a_read_stopped_at_the_urgent_mark_does_not_hide_the_rest() {
-    hub::run(|| {
+/// does). With `hub_polls_first`, the hub collects the event (urgent data included) before the
+/// first read; without, the read comes first and the event is still pending.
+fn urgent_mark_case(hub_polls_first: bool) {
+    hub::run(move || {
         let (c, mut s) = pair();
         c.set_nodelay(true).unwrap();
         register_reader(&mut s, &c);
@@ -108,7 +108,11 @@ fn a_read_stopped_at_the_urgent_mark_does_not_hide_the_rest() {
         send(b"hello", 0);
         send(b"!", libc::MSG_OOB);
         send(b"world", 0);
-        hub::sleep(Duration::from_millis(100)); // everything arrives; the hub collects the edge
+        if hub_polls_first {
+            hub::sleep(Duration::from_millis(100)); // everything arrives; the hub sees the edge
+        } else {
+            std::thread::sleep(Duration::from_millis(100)); // arrives; the hub does not poll
+        }
         s.set_read_timeout(Some(BOUND)).unwrap();
         let mut buf = [0u8; 64];
         let mut got = Vec::new();
@@ -122,6 +126,39 @@ fn a_read_stopped_at_the_urgent_mark_does_not_hide_the_rest() {
             }
         }
         assert_eq!(got, b"helloworld", "the urgent byte is out of band");
+    });
+}
+
+#[test]
+fn a_read_stopped_at_the_urgent_mark_does_not_hide_the_rest() {
+    urgent_mark_case(true);
+}
+
+#[test]
+fn a_read_stopped_at_an_urgent_mark_the_hub_has_not_seen_does_not_hide_the_rest() {
+    urgent_mark_case(false);
+}
+
+/// A short TCP read still saves the next read's syscall when nothing makes a boundary: the
+/// second read parks without trying, yet returns what arrives later.
+#[test]
+fn a_short_tcp_read_then_a_later_arrival_is_read() {
+    hub::run(|| {
+        let (mut c, mut s) = pair();
+        register_reader(&mut s, &c);
+        c.write_all(b"abc").unwrap();
+        hub::sleep(Duration::from_millis(50));
+        s.set_read_timeout(Some(BOUND)).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut buf).unwrap(), 3);
+        let mut c2 = c.try_clone().unwrap();
+        let later = hub::spawn(move || {
+            hub::sleep(Duration::from_millis(50));
+            c2.write_all(b"def").unwrap();
+        });
+        assert_eq!(s.read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"def");
+        later.join().unwrap();
     });
 }
 

@@ -178,26 +178,43 @@ macro_rules! socket_timeouts {
 }
 
 /// `io::Read` and `io::Write` for a stream type and its shared reference (writes never raise
-/// SIGPIPE).
+/// SIGPIPE). `short_reads: true` lets a short read save the next read's syscall
+/// (`Registered::stream_read`: TCP only); `false` makes every read try.
 macro_rules! stream_io {
-    ($ty:ident) => {
+    ($ty:ident, short_reads: $short_reads:expr) => {
         impl ::std::io::Read for &$ty {
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
-                // No short-transfer rule for reads (see `Registered::stream_write`).
-                self.inner.io($crate::reactor::Dir::Read, |s| {
+                let len = buf.len();
+                let op = |s: &_| {
                     let mut s = s;
                     ::std::io::Read::read(&mut s, buf)
-                })
+                };
+                if $short_reads {
+                    self.inner.stream_read(len, op)
+                } else {
+                    self.inner.io($crate::reactor::Dir::Read, op)
+                }
             }
 
             fn read_vectored(
                 &mut self,
                 bufs: &mut [::std::io::IoSliceMut<'_>],
             ) -> ::std::io::Result<usize> {
-                self.inner.io($crate::reactor::Dir::Read, |s| {
+                // What one readv takes: std passes at most IOV_MAX buffers.
+                let len = bufs
+                    .iter()
+                    .take($crate::sys::socket::IOV_MAX)
+                    .map(|b| b.len())
+                    .sum();
+                let op = |s: &_| {
                     let mut s = s;
                     ::std::io::Read::read_vectored(&mut s, bufs)
-                })
+                };
+                if $short_reads {
+                    self.inner.stream_read(len, op)
+                } else {
+                    self.inner.io($crate::reactor::Dir::Read, op)
+                }
             }
         }
 

@@ -33,7 +33,7 @@ pub struct TcpStream {
 
 socket_common!(TcpStream, net::TcpStream);
 socket_timeouts!(TcpStream);
-stream_io!(TcpStream);
+stream_io!(TcpStream, short_reads: true);
 
 impl TcpStream {
     /// Opens a connection to `addr`, trying each address it resolves to in turn (as std). Host

@@ -22,7 +22,7 @@ pub struct UnixStream {
 
 socket_common!(UnixStream, net::UnixStream);
 socket_timeouts!(UnixStream);
-stream_io!(UnixStream);
+stream_io!(UnixStream, short_reads: false);
 
 impl UnixStream {
     /// Connects to the socket at `path`. A listener whose backlog is full makes a non-blocking

@@ -27,6 +27,19 @@ use super::task::{WaitOn, Waiter, Wake};
 /// mio token of the hub's waker.
 pub(super) const WAKER_TOKEN: Token = Token(usize::MAX);
 
+/// What every registration asks for: both directions, and on Linux urgent data too (`EPOLLPRI`,
+/// which only marks the slot: see `IoSlot::urgent`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const INTERESTS: Interest = Interest::READABLE
+    .add(Interest::WRITABLE)
+    .add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const INTERESTS: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
+/// Whether a short read may mark the read direction not ready on this platform: only where the
+/// poll reports urgent data (`IoSlot::urgent`).
+pub(crate) const SHORT_READ_RULE: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// Which readiness an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dir {
@@ -43,6 +56,10 @@ pub(super) struct IoSlot {
     read_closed: Cell<bool>,
     /// The same for the write half.
     write_closed: Cell<bool>,
+    /// The poll reported urgent data (`EPOLLPRI`: a TCP urgent mark) at least once. Sticky: a
+    /// read stops short at the mark with in-band data behind it, so from then on a short read
+    /// proves nothing (see `Registered::stream_read`).
+    urgent: Cell<bool>,
     readers: RefCell<Vec<Waiter>>,
     writers: RefCell<Vec<Waiter>>,
 }
@@ -120,14 +137,15 @@ impl Hub {
             writable: Cell::new(true),
             read_closed: Cell::new(false),
             write_closed: Cell::new(false),
+            urgent: Cell::new(false),
             readers: RefCell::default(),
             writers: RefCell::default(),
         });
-        let registered = self.poll.borrow().registry().register(
-            &mut SourceFd(&fd),
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        );
+        let registered =
+            self.poll
+                .borrow()
+                .registry()
+                .register(&mut SourceFd(&fd), Token(token), INTERESTS);
         if let Err(e) = registered {
             self.io.borrow_mut().remove(token);
             if e.raw_os_error() == Some(libc::EEXIST) {
@@ -172,11 +190,13 @@ impl Hub {
         })
     }
 
-    /// Records that `dir` on `token` is not ready until the next edge.
+    /// Records that `dir` on `token` is not ready until the next edge — for reading, unless the
+    /// poll ever reported urgent data on it (then a short read proves nothing).
     pub(crate) fn io_mark_not_ready(&self, token: usize, dir: Dir) {
         if let Some(slot) = self.io.borrow().get(token) {
             match dir {
-                Dir::Read => slot.readable.set(false),
+                Dir::Read if !slot.urgent.get() => slot.readable.set(false),
+                Dir::Read => {}
                 Dir::Write => slot.writable.set(false),
             }
         }
@@ -233,6 +253,9 @@ impl Hub {
             let Some(slot) = io.get(ev.token().0) else {
                 continue;
             };
+            if ev.is_priority() {
+                slot.urgent.set(true);
+            }
             if ev.is_read_closed() || ev.is_error() {
                 slot.read_closed.set(true);
             }

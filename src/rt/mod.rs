@@ -70,7 +70,7 @@ mod timer;
 pub(crate) use beacon::Beacon;
 pub(crate) use config::Settings;
 pub(crate) use hub::{current_hub, existing_hub, has_hub, Hub};
-pub(crate) use io::{Dir, IoRemote};
+pub(crate) use io::{Dir, IoRemote, SHORT_READ_RULE};
 pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
 pub(crate) use task::{
     panic_message, Core, KillSignal, Kind, Scope, State, Task, WaitOn, Waiter, Wake,
