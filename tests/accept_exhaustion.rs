@@ -8,7 +8,7 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -93,24 +93,34 @@ fn naive_accept_loop_recovers_from_emfile() {
             let barrier = barrier.clone();
             std::thread::Builder::new()
                 .stack_size(64 << 10)
-                .spawn(move || {
-                    let c = std::net::TcpStream::connect(("127.0.0.1", port));
+                .spawn(move || -> Result<(), String> {
+                    // A refused or reset handshake is the kernel's business, not the server's:
+                    // retry it (the server's livelock shows as no answer, below).
+                    let c = (0..3)
+                        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)))
+                        .find_map(Result::ok)
+                        .ok_or("connect failed 3 times");
                     barrier.wait(); // reached even if the connect failed, so nobody waits forever
-                    let mut c = c.ok()?;
-                    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-                    c.write_all(b"ping\n").ok()?;
+                    let mut c = c?;
+                    let stage = |what: &'static str| move |e: io::Error| format!("{what}: {e}");
+                    c.set_read_timeout(Some(Duration::from_secs(10)))
+                        .map_err(stage("set_read_timeout"))?;
+                    c.write_all(b"ping\n").map_err(stage("write"))?;
                     let mut back = Vec::new();
-                    c.read_to_end(&mut back).ok()?; // Err: timed out, never answered
-                    Some(back == b"pong\n")
+                    c.read_to_end(&mut back).map_err(stage("read"))?; // timed out: never answered
+                    if back == b"pong\n" {
+                        Ok(())
+                    } else {
+                        Err(format!("answered {back:?}"))
+                    }
                 })
                 .unwrap()
         })
         .collect();
-    let answered = clients
+    let failures: Vec<String> = clients
         .into_iter()
-        .map(|c| c.join().unwrap())
-        .filter(|&ok| ok == Some(true))
-        .count();
+        .filter_map(|c| c.join().unwrap().err())
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let mut r = reaped.lock().unwrap();
@@ -128,7 +138,12 @@ fn naive_accept_loop_recovers_from_emfile() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(answered, CLIENTS, "every client answered");
+    assert!(
+        failures.is_empty(),
+        "{} of {CLIENTS} clients not answered, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(
         status.is_some_and(|s| s.success()) && rest.iter().any(|l| l.contains("SERVED")),
         "the child served all and exited: {status:?}, {rest:?}"
