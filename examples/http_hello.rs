@@ -1,96 +1,28 @@
 //! A keep-alive HTTP/1.1 "Hello, world!" server in plain blocking std::io style: a
 //! `BufReader<&TcpStream>` for the requests, `&TcpStream` for the answers, `httparse` for the
-//! request head. One greenlet per connection.
+//! request head. One greenlet per connection. The handler (`support/http.rs`) is written to be
+//! copied: bounded heads, strict request framing, time limits.
 //!
 //! ```text
 //! cargo run --release --example http_hello [-- --addr 127.0.0.1:8080]
 //! curl -v http://127.0.0.1:8080/
 //! wrk -t1 -c50 -d5s http://127.0.0.1:8080/
 //! ```
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use greenhub::net::TcpStream;
 use greenhub::server::StreamServer;
 
-const BODY: &str = "Hello, world!";
-/// Request heads longer than this are refused.
-const MAX_HEAD: usize = 16 * 1024;
+/// The handler: request framing, limits, keep-alive (shared with `tests/http_hello.rs`).
+#[path = "support/http.rs"]
+mod http;
 
-/// Reads one request head (up to and including the blank line) into `head`; false at EOF.
-fn read_head(reader: &mut impl BufRead, head: &mut Vec<u8>) -> io::Result<bool> {
-    head.clear();
-    loop {
-        let start = head.len();
-        if reader.read_until(b'\n', head)? == 0 {
-            return Ok(false);
-        }
-        let line = &head[start..];
-        if line == b"\r\n" || line == b"\n" {
-            if start == 0 {
-                head.clear(); // a stray blank line between requests
-                continue;
-            }
-            return Ok(true);
-        }
-        if head.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head too large",
-            ));
-        }
-    }
-}
-
-fn serve(stream: &TcpStream) -> io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut writer = stream;
-    let mut head = Vec::new();
-    while read_head(&mut reader, &mut head)? {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
-            writer.write_all(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )?;
-            return Ok(());
-        }
-        let http11 = req.version == Some(1);
-        let mut keep_alive = http11;
-        let mut body_len = 0u64;
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("connection") {
-                let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                if v.contains("close") {
-                    keep_alive = false;
-                } else if v.contains("keep-alive") {
-                    keep_alive = true;
-                }
-            } else if h.name.eq_ignore_ascii_case("content-length") {
-                body_len = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-        // Skip any request body so the next request starts where it should.
-        io::copy(&mut (&mut reader).take(body_len), &mut io::sink())?;
-        let connection = match (http11, keep_alive) {
-            (true, false) => "Connection: close\r\n",
-            (false, true) => "Connection: keep-alive\r\n",
-            _ => "",
-        };
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n{BODY}",
-            BODY.len()
-        );
-        writer.write_all(response.as_bytes())?;
-        if !keep_alive {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
+/// A connection that moves no byte for this long is closed (the server's idle timeout).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Each request head must arrive within this.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> io::Result<()> {
     // greenhub reports through `tracing` (an unjoined greenlet's panic, a monitor warning):
@@ -107,8 +39,9 @@ fn main() -> io::Result<()> {
         }
     }
     let server = StreamServer::bind(addr.as_str(), |stream: TcpStream, _peer: SocketAddr| {
-        let _ = serve(&stream);
+        let _ = http::serve(&stream, HEAD_TIMEOUT);
     })?;
+    server.set_idle_timeout(Some(IDLE_TIMEOUT))?;
     println!("http_hello listening on http://{}/", server.local_addr()?);
     server.serve_forever()
 }

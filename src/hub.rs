@@ -63,6 +63,9 @@ pub struct Stats {
     pub ticks: u64,
     /// Calls to `epoll_wait` (or its equivalent).
     pub polls: u64,
+    /// Sockets registered with this hub's poller now (one per socket that has waited here and
+    /// not been dropped or converted back to std since).
+    pub io_registrations: u64,
     /// Slice saves by size: entry `k` counts saves of `2^k ..= 2^(k+1) - 1` bytes (entry 0 also
     /// counts empty ones, the last everything from 32 KiB up).
     pub slice_size_histogram: [u64; 16],
@@ -387,6 +390,7 @@ pub fn stats() -> Stats {
         slice_bytes_reserved: hub.slice_bytes_reserved(),
         ticks: c.ticks.get(),
         polls: c.polls.get(),
+        io_registrations: hub.io_registrations() as u64,
         slice_size_histogram: std::array::from_fn(|k| c.slice_sizes[k].get()),
         stacks: hub.stack_regions() as u64,
         stack_releases: hub.stack_releases(),

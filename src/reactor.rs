@@ -36,10 +36,15 @@
 //!
 //! # Teardown
 //!
-//! The registration is undone (deregistered and its slot removed) when the last clone drops on its
-//! hub's thread. Dropped on another thread, or after the hub was torn down, only the descriptor is
-//! closed: the kernel forgets a closed descriptor's epoll registration by itself, and the slot —
-//! a few words — stays in the owning hub's slab until that hub goes away.
+//! The registration is undone (deregistered and its slot removed) when the last clone drops, or
+//! when the socket is converted back to std, before the descriptor closes or is handed over. On
+//! the hub's thread that is done directly. On another thread (a socket moved there before its
+//! first wait, or converted to std there) the epoll entry is removed at once through a second
+//! handle on the hub's epoll set, and the slot by a message the hub runs itself
+//! (`rt::IoRemote`): the kernel drops an epoll entry only when the open file description is
+//! released, so a socket converted to std, or `dup`ed, would otherwise stay watched by the hub —
+//! and wrapping it again there would fail with `EEXIST`. After the hub is gone only the epoll
+//! entry is removed (the slots went with the hub).
 
 #![deny(unsafe_code)]
 
@@ -47,11 +52,11 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub(crate) use crate::rt::Dir;
-use crate::rt::{current_hub, existing_hub, Hub, Wake};
+use crate::rt::{current_hub, existing_hub, Hub, IoRemote, Wake};
 
 /// A process-unique id of this thread's hub (threads have exactly one hub in their life).
 fn hub_id() -> u64 {
@@ -68,24 +73,36 @@ fn hub_id() -> u64 {
     })
 }
 
-/// A live registration: undone when dropped on its hub's thread.
-#[derive(Debug)]
+/// A live registration: undone when dropped, on any thread, before the descriptor closes
+/// (`Registered` declares `reg` before `io`).
 struct Reg {
     hub: u64,
     token: usize,
     fd: RawFd,
+    /// Undoes it from another thread (or after the hub is gone).
+    remote: Arc<IoRemote>,
 }
 
 impl Drop for Reg {
     fn drop(&mut self) {
-        if hub_id() != self.hub {
-            return; // another thread: the close that follows removes the epoll entry
+        if hub_id() == self.hub {
+            if let Some(hub) = existing_hub() {
+                hub.io_deregister(self.fd, self.token);
+                return;
+            }
         }
-        let Some(hub) = existing_hub() else {
-            return; // the hub is gone, and its epoll instance with it
-        };
-        // Before the descriptor closes (Registered declares `reg` before `io`).
-        hub.io_deregister(self.fd, self.token);
+        // Another thread (or this hub is gone): the descriptor may stay open (converted to std,
+        // or `dup`ed), and the kernel would keep its entry in the hub's epoll set.
+        self.remote.deregister(self.fd, self.token);
+    }
+}
+
+impl std::fmt::Debug for Reg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reg")
+            .field("hub", &self.hub)
+            .field("token", &self.token)
+            .finish()
     }
 }
 
@@ -173,6 +190,11 @@ impl<S: AsRawFd> Registered<S> {
         self.nonblocking.store(on, Ordering::Relaxed);
     }
 
+    /// Whether `set_nonblocking(true)` is in effect.
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_timeout(&self, dir: Dir, dur: Option<Duration>) -> io::Result<()> {
         let nanos = match dur {
             Some(d) if d.is_zero() => {
@@ -211,34 +233,82 @@ impl<S: AsRawFd> Registered<S> {
         self.io_deadline(dir, deadline, OnTimeout::WouldBlock, op)
     }
 
-    /// [`Registered::io`] for a stream socket's `read`/`write` (and their vectored forms), where
-    /// `len` is how many bytes were asked for.
+    /// [`Registered::io`] for a stream socket's `write` (and `write_vectored`), where `len` is how
+    /// many bytes the one syscall can take: the buffers' total over at most
+    /// [`IOV_MAX`](crate::sys::socket::IOV_MAX) of them, as `send_vectored` passes them.
     ///
-    /// A transfer that moves fewer bytes than asked (`0 < n < len`) proves the receive queue was
-    /// drained (or the send queue filled), so the direction is marked not ready, as an
-    /// `WouldBlock` would have marked it; the next call of that direction then parks at once
-    /// instead of spending a syscall to learn `WouldBlock`. That is sound with edge-triggered
-    /// polling: anything that arrives (or room that frees up) after this transfer makes a new
-    /// edge, which `poll_io` turns back into "ready" before waking the parked greenlet — except a
-    /// hang-up or error, which is reported once and is final, hence the `*_closed` flags. In an echo
-    /// loop this is one `recv` in three. Not for datagram sockets (a short datagram says nothing
-    /// of the next) nor `peek` (it consumes nothing), nor in non-blocking mode (which must try).
-    pub(crate) fn stream_io(
+    /// A write that moves fewer bytes than that (`0 < n < len`) marks the direction not ready, as
+    /// a `WouldBlock` would have marked it; the next write then parks at once instead of spending
+    /// a syscall to learn `WouldBlock`. Why that is right for a TCP or Unix stream send (Linux):
+    /// `tcp_sendmsg` and `unix_stream_sendmsg` copy until the send buffer is full — exactly the
+    /// condition that makes a write that copied nothing return `EAGAIN` — and then return the
+    /// partial count; the kernel promises an `EPOLLOUT` edge when room frees up after that
+    /// (`sk_stream_write_space`, `unix_write_space`), the same promise the `WouldBlock` path
+    /// parks on. Their other early exits are a hang-up or an error during the call, which make an
+    /// edge of their own, and a hang-up or error already reported is final (no edge follows), so
+    /// then a write always tries (the `*_closed` flags of the I/O slot). The two caps that make a
+    /// write short with room left are excluded: more than `IOV_MAX` buffers (`len` counts only the
+    /// ones passed) and the per-call byte cap (`MAX_RW_COUNT`, just under 2 GiB: a `len` of 1 GiB or
+    /// more never marks).
+    ///
+    /// Reads have their own, narrower rule: [`Registered::stream_read`].
+    pub(crate) fn stream_write(
         &self,
-        dir: Dir,
         len: usize,
         mut op: impl FnMut(&S) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let mut skip = self.known_not_ready(dir);
-        let r = self.io(dir, |s| {
+        let mut skip = self.known_not_ready(Dir::Write);
+        let r = self.io(Dir::Write, |s| {
             if std::mem::take(&mut skip) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             op(s)
         });
         if let Ok(n) = r {
-            if 0 < n && n < len {
-                self.mark_not_ready(dir);
+            if 0 < n && n < len && len < 1 << 30 {
+                self.mark_not_ready(Dir::Write);
+            }
+        }
+        r
+    }
+
+    /// [`Registered::io`] for a TCP stream's `read` (and `read_vectored`), where `len` is how many
+    /// bytes the one syscall can take (over at most [`IOV_MAX`](crate::sys::socket::IOV_MAX)
+    /// buffers, as std's `readv` passes them).
+    ///
+    /// A short read proves only that the in-band queue was empty *up to a boundary*, so the rule
+    /// of [`Registered::stream_write`] holds for reads only where no boundary can have data behind
+    /// it. On a Unix stream socket it never holds (a read stops after a segment carrying
+    /// descriptors, `SCM_RIGHTS`, and between segments of different writers), so `UnixStream`
+    /// does not use this. On Linux TCP (`tcp_recvmsg`) a read that copied something stops early
+    /// only when the receive queue (and the socket backlog) ran out, at a FIN or an error — both
+    /// reported once and final, hence the `*_closed` flags that make a read always try — or at
+    /// the urgent mark. Urgent data is the one boundary with data behind it: it makes the poll
+    /// report `EPOLLPRI`, which marks the slot for good (`IoSlot::urgent`), and a slot so marked
+    /// is never marked "drained". If the urgent data arrived after the hub's last poll, its edge
+    /// is still pending and the park that follows collects it. Outside Linux, where the poll does
+    /// not report urgent data, the rule is off. Not covered: a socket the user switched to
+    /// kernel TLS (`TCP_ULP`), whose reads stop at record boundaries.
+    ///
+    /// In an echo loop this saves one `recv` (the one that would say `EAGAIN`) per round trip.
+    pub(crate) fn stream_read(
+        &self,
+        len: usize,
+        mut op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if !crate::rt::SHORT_READ_RULE {
+            return self.io(Dir::Read, op);
+        }
+        let mut skip = self.known_not_ready(Dir::Read);
+        let r = self.io(Dir::Read, |s| {
+            if std::mem::take(&mut skip) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            op(s)
+        });
+        if let Ok(n) = r {
+            if 0 < n && n < len && len < 1 << 30 {
+                self.mark_not_ready(Dir::Read);
             }
         }
         r
@@ -256,7 +326,8 @@ impl<S: AsRawFd> Registered<S> {
         existing_hub().is_some_and(|hub| hub.io_known_not_ready(r.token, dir))
     }
 
-    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_io`]).
+    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_write`],
+    /// [`Registered::stream_read`]).
     fn mark_not_ready(&self, dir: Dir) {
         let Some(r) = self.reg.get() else {
             return; // unregistered: the first park's registration reports the real state
@@ -329,8 +400,13 @@ impl<S: AsRawFd> Registered<S> {
         }
         let hub = current_hub();
         let fd = self.io.as_raw_fd();
-        let token = hub.io_register(fd)?;
-        match self.reg.set(Reg { hub: me, token, fd }) {
+        let (token, remote) = hub.io_register(fd)?;
+        match self.reg.set(Reg {
+            hub: me,
+            token,
+            fd,
+            remote,
+        }) {
             Ok(()) => Ok((hub, token)),
             Err(ours) => {
                 // Another thread registered it concurrently: undo ours (on our poll only).

@@ -61,6 +61,9 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 ///   writes sent at once); turn it off with [`set_nodelay(false)`](StreamServer::set_nodelay).
 /// - [`set_max_connections`](StreamServer::set_max_connections) caps the live handlers: at the
 ///   cap the server stops accepting (connections wait in the listen queue) until one finishes.
+/// - [`set_idle_timeout`](StreamServer::set_idle_timeout) bounds how long a connection may sit
+///   without moving a byte: a server facing the internet wants it, or a client that connects and
+///   never sends (or never reads) holds a descriptor and a greenlet forever.
 /// - A handler that panics is logged through `tracing::error!`; the server keeps serving.
 /// - [`start`](StreamServer::start) runs the accept loop in the background;
 ///   [`serve_forever`](StreamServer::serve_forever) runs it and waits;
@@ -108,6 +111,7 @@ struct Inner {
     handler: Rc<dyn Fn(TcpStream, SocketAddr)>,
     max_connections: Cell<Option<usize>>,
     nodelay: Cell<bool>,
+    idle_timeout: Cell<Option<Duration>>,
     /// Live handler greenlets, for `stop` to kill. Each removes itself when it finishes.
     handlers: RefCell<Slab<Greenlet<()>>>,
     /// The accept loop, once started.
@@ -166,6 +170,7 @@ impl StreamServer {
                 handler: Rc::new(handler),
                 max_connections: Cell::new(None),
                 nodelay: Cell::new(true),
+                idle_timeout: Cell::new(None),
                 handlers: RefCell::new(Slab::new()),
                 accept_loop: RefCell::new(None),
                 outcome: RefCell::new(None),
@@ -195,6 +200,61 @@ impl StreamServer {
     /// Whether accepted sockets get `TCP_NODELAY` (default: `true`).
     pub fn set_nodelay(&self, nodelay: bool) {
         self.inner.nodelay.set(nodelay);
+    }
+
+    /// Sets the idle timeout of each connection accepted from now on (`None`, the default: none).
+    /// It becomes the accepted stream's read and write timeout
+    /// ([`TcpStream::set_read_timeout`], [`TcpStream::set_write_timeout`]) before the handler
+    /// runs: a read that waits longer than `timeout` for a byte, or a write that waits longer for
+    /// room, returns `ErrorKind::WouldBlock`, so a handler that stops at the first error (`?`)
+    /// closes the connection. The handler may change both for its own stream.
+    ///
+    /// Per operation, not per connection, on purpose: a timeout scope around the whole handler
+    /// would also cut a busy keep-alive connection. What it does not bound is a client that
+    /// trickles one byte per interval; a protocol with framed requests should also put a
+    /// deadline on reading each request head ([`crate::timeout::timeout`]; the `http_hello`
+    /// example does both).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration, as std's socket timeouts.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::io::Read;
+    /// use std::time::{Duration, Instant};
+    /// use greenhub::{hub, net::TcpStream, server::StreamServer};
+    ///
+    /// hub::run(|| {
+    ///     let server = StreamServer::bind("127.0.0.1:0", |mut s, _peer| {
+    ///         let mut buf = [0; 64];
+    ///         while let Ok(1..) = s.read(&mut buf) {} // ends with the timeout's error
+    ///     })
+    ///     .unwrap();
+    ///     server.set_idle_timeout(Some(Duration::from_millis(50))).unwrap();
+    ///     server.start().unwrap();
+    ///     let start = Instant::now();
+    ///     let mut silent = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    ///     let mut buf = [0; 1];
+    ///     assert_eq!(silent.read(&mut buf).unwrap(), 0); // the server closed it
+    ///     assert!(start.elapsed() >= Duration::from_millis(50));
+    ///     server.stop(Duration::ZERO);
+    /// });
+    /// ```
+    pub fn set_idle_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        self.inner.idle_timeout.set(timeout);
+        Ok(())
+    }
+
+    /// The idle timeout given to accepted connections (see
+    /// [`set_idle_timeout`](Self::set_idle_timeout)).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.inner.idle_timeout.get()
     }
 
     /// Live handler greenlets.
@@ -426,9 +486,7 @@ fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
                     );
                 }
                 backoff = BACKOFF_MIN;
-                if inner.nodelay.get() {
-                    let _ = stream.set_nodelay(true);
-                }
+                configure(&stream, inner.nodelay.get(), inner.idle_timeout.get());
                 spawn_handler(&inner, stream, peer);
             }
             Err(e) if is_exhaustion(&e) => {
@@ -456,6 +514,18 @@ fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
                 return;
             }
         }
+    }
+}
+
+/// Applies the server's socket settings to an accepted stream (best effort: a socket whose
+/// options cannot be set is already broken, and its handler will see that).
+fn configure(stream: &TcpStream, nodelay: bool, idle_timeout: Option<Duration>) {
+    if nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    if idle_timeout.is_some() {
+        let _ = stream.set_read_timeout(idle_timeout);
+        let _ = stream.set_write_timeout(idle_timeout);
     }
 }
 
@@ -521,6 +591,7 @@ pub struct MultiBuilder {
     threads: usize,
     distribution: Distribution,
     nodelay: bool,
+    idle_timeout: Option<Duration>,
 }
 
 impl MultiBuilder {
@@ -542,16 +613,31 @@ impl MultiBuilder {
         self
     }
 
+    /// Each connection's idle timeout (default `None`), as
+    /// [`StreamServer::set_idle_timeout`]; a zero duration makes [`bind`](Self::bind) fail with
+    /// `InvalidInput`.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> MultiBuilder {
+        self.idle_timeout = timeout;
+        self
+    }
+
     /// Binds to the first address `addr` resolves to and starts serving on every hub: `handler`
     /// runs in a greenlet per connection, on the hub the connection was given to.
     ///
     /// # Errors
-    /// A resolution or bind error; a hub thread that cannot start.
+    /// A resolution or bind error; a hub thread that cannot start; `InvalidInput` for a zero
+    /// idle timeout.
     pub fn bind<A, F>(self, addr: A, handler: F) -> io::Result<MultiServer>
     where
         A: std::net::ToSocketAddrs,
         F: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
     {
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
         let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -566,7 +652,7 @@ impl MultiBuilder {
             .threads(self.threads)
             .thread_name("greenhub-server")
             .build()?;
-        let nodelay = self.nodelay;
+        let (nodelay, idle) = (self.nodelay, self.idle_timeout);
         let mut loops = Vec::new();
         let local = match self.distribution {
             Distribution::ReusePort => {
@@ -582,6 +668,7 @@ impl MultiBuilder {
                         let server =
                             StreamServer::new(TcpListener::from(l), move |s, p| handler(s, p))?;
                         server.set_nodelay(nodelay);
+                        server.set_idle_timeout(idle)?;
                         // Killed by a graceful stop: stop accepting, leave the handlers running.
                         let _close = graceful::CloseOnDrop(server.clone());
                         server.serve_forever()
@@ -596,7 +683,7 @@ impl MultiBuilder {
                     .map(|i| runtime.handle(i).clone())
                     .collect();
                 loops.push(runtime.handle(0).spawn(move || {
-                    handoff_accept_loop(TcpListener::from(l), handles, handler, nodelay)
+                    handoff_accept_loop(TcpListener::from(l), handles, handler, (nodelay, idle))
                 }));
                 local
             }
@@ -616,7 +703,7 @@ fn handoff_accept_loop(
     listener: TcpListener,
     hubs: Vec<Handle>,
     handler: Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync>,
-    nodelay: bool,
+    (nodelay, idle_timeout): (bool, Option<Duration>),
 ) -> io::Result<()> {
     listener.set_nonblocking(false)?;
     let mut next = 0usize;
@@ -625,9 +712,7 @@ fn handoff_accept_loop(
         match listener.accept() {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
-                if nodelay {
-                    let _ = stream.set_nodelay(true);
-                }
+                configure(&stream, nodelay, idle_timeout);
                 let handler = handler.clone();
                 let run = move || run_handler(&*handler, stream, peer);
                 let i = next;
@@ -712,6 +797,7 @@ impl MultiServer {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             distribution: Distribution::default(),
             nodelay: true,
+            idle_timeout: None,
         }
     }
 

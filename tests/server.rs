@@ -263,3 +263,70 @@ fn takes_an_existing_listener() {
         server.stop(Duration::ZERO);
     });
 }
+
+/// `set_idle_timeout` (and `MultiBuilder::idle_timeout`) close connections that move no byte;
+/// a zero duration is refused as std refuses it.
+#[test]
+fn idle_timeout_closes_silent_connections_on_both_servers() {
+    use greenhub::server::{Distribution, MultiServer};
+    let handler = |mut s: TcpStream, _| {
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            if s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    };
+    // Connects, gets one echo (a busy connection is not cut), then stays silent: the server must
+    // close it within the slack.
+    fn silent_client(addr: std::net::SocketAddr) -> Duration {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(SLACK * 2)).unwrap();
+        c.write_all(b"hi").unwrap();
+        let mut back = [0u8; 2];
+        c.read_exact(&mut back).unwrap();
+        let t0 = Instant::now();
+        let mut buf = [0u8; 1];
+        let n = c
+            .read(&mut buf)
+            .expect("closed by the server, not by our timeout");
+        assert_eq!(n, 0);
+        t0.elapsed()
+    }
+    let idle = Duration::from_millis(100);
+    let waited = hub::run(move || {
+        let server = StreamServer::bind("127.0.0.1:0", handler).unwrap();
+        assert_eq!(
+            server
+                .set_idle_timeout(Some(Duration::ZERO))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
+        server.set_idle_timeout(Some(idle)).unwrap();
+        assert_eq!(server.idle_timeout(), Some(idle));
+        server.start().unwrap();
+        let addr = server.local_addr().unwrap();
+        let waited = greenhub::threadpool::unblock(move || silent_client(addr));
+        server.stop(Duration::ZERO);
+        waited
+    });
+    assert!(waited >= idle && waited < SLACK, "{waited:?}");
+    for d in [Distribution::Handoff, Distribution::ReusePort] {
+        let server = MultiServer::builder()
+            .threads(2)
+            .distribution(d)
+            .idle_timeout(Some(idle))
+            .bind("127.0.0.1:0", handler)
+            .unwrap();
+        for _ in 0..4 {
+            let waited = silent_client(server.local_addr());
+            assert!(waited >= idle && waited < SLACK, "{d:?}: {waited:?}");
+        }
+        server.stop();
+    }
+    let zero = MultiServer::builder()
+        .idle_timeout(Some(Duration::ZERO))
+        .bind("127.0.0.1:0", handler);
+    assert_eq!(zero.err().unwrap().kind(), ErrorKind::InvalidInput);
+}

@@ -129,6 +129,9 @@ fn a_hundred_thousand_connections_in_waves_leave_nothing_behind() {
             let port = server.local_addr().unwrap().port();
             server.start().unwrap();
             let live0 = hub::stats().live; // the accept loop and this greenlet
+                                           // Let the accept loop park once: a hub's first registration opens its second handle
+                                           // on the epoll set (for other threads' deregistrations), a descriptor that stays.
+            hub::sleep(Duration::from_millis(10));
             let fds0 = open_fds();
             let mut rss_after_first = 0;
             let mut echoed = 0usize;

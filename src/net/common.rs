@@ -178,44 +178,64 @@ macro_rules! socket_timeouts {
 }
 
 /// `io::Read` and `io::Write` for a stream type and its shared reference (writes never raise
-/// SIGPIPE).
+/// SIGPIPE). `short_reads: true` lets a short read save the next read's syscall
+/// (`Registered::stream_read`: TCP only); `false` makes every read try.
 macro_rules! stream_io {
-    ($ty:ident) => {
+    ($ty:ident, $std:ty, short_reads: $short_reads:expr) => {
         impl ::std::io::Read for &$ty {
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
                 let len = buf.len();
-                self.inner.stream_io($crate::reactor::Dir::Read, len, |s| {
+                let op = |s: &$std| {
                     let mut s = s;
                     ::std::io::Read::read(&mut s, buf)
-                })
+                };
+                if $short_reads {
+                    self.inner.stream_read(len, op)
+                } else {
+                    self.inner.io($crate::reactor::Dir::Read, op)
+                }
             }
 
             fn read_vectored(
                 &mut self,
                 bufs: &mut [::std::io::IoSliceMut<'_>],
             ) -> ::std::io::Result<usize> {
-                let len = bufs.iter().map(|b| b.len()).sum();
-                self.inner.stream_io($crate::reactor::Dir::Read, len, |s| {
+                // What one readv takes: std passes at most IOV_MAX buffers.
+                let len = bufs
+                    .iter()
+                    .take($crate::sys::socket::IOV_MAX)
+                    .map(|b| b.len())
+                    .sum();
+                let op = |s: &$std| {
                     let mut s = s;
                     ::std::io::Read::read_vectored(&mut s, bufs)
-                })
+                };
+                if $short_reads {
+                    self.inner.stream_read(len, op)
+                } else {
+                    self.inner.io($crate::reactor::Dir::Read, op)
+                }
             }
         }
 
         impl ::std::io::Write for &$ty {
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
-                self.inner
-                    .stream_io($crate::reactor::Dir::Write, buf.len(), |s| {
-                        $crate::sys::socket::send(::std::os::fd::AsFd::as_fd(s), buf)
-                    })
+                self.inner.stream_write(buf.len(), |s| {
+                    $crate::sys::socket::send(::std::os::fd::AsFd::as_fd(s), buf)
+                })
             }
 
             fn write_vectored(
                 &mut self,
                 bufs: &[::std::io::IoSlice<'_>],
             ) -> ::std::io::Result<usize> {
-                let len = bufs.iter().map(|b| b.len()).sum();
-                self.inner.stream_io($crate::reactor::Dir::Write, len, |s| {
+                // What one sendmsg takes: at most IOV_MAX buffers.
+                let len = bufs
+                    .iter()
+                    .take($crate::sys::socket::IOV_MAX)
+                    .map(|b| b.len())
+                    .sum();
+                self.inner.stream_write(len, |s| {
                     $crate::sys::socket::send_vectored(::std::os::fd::AsFd::as_fd(s), bufs)
                 })
             }

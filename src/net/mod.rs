@@ -79,6 +79,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 #[macro_use]
 mod common;
+mod accept;
 mod lookup;
 mod tcp;
 mod udp;

@@ -33,7 +33,7 @@ pub struct TcpStream {
 
 socket_common!(TcpStream, net::TcpStream);
 socket_timeouts!(TcpStream);
-stream_io!(TcpStream);
+stream_io!(TcpStream, net::TcpStream, short_reads: true);
 
 impl TcpStream {
     /// Opens a connection to `addr`, trying each address it resolves to in turn (as std). Host
@@ -193,9 +193,18 @@ impl TcpListener {
     ///
     /// # Errors
     /// The OS error: `EMFILE`/`ENFILE` (out of descriptors; the pending connection stays queued),
-    /// `ConnectionAborted`, ...; `WouldBlock` in non-blocking mode.
+    /// `ConnectionAborted`, ...; `WouldBlock` in non-blocking mode. An `EMFILE`, `ENFILE`,
+    /// `ENOBUFS` or `ENOMEM` is returned after a short sleep (1 ms, doubling to 100 ms while
+    /// they repeat), so that a loop that just retries lets the greenlets that would free
+    /// descriptors run (not in non-blocking mode).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = self.inner.io(Dir::Read, |l| l.accept())?;
+        let (s, a) = match self.inner.io(Dir::Read, |l| l.accept()) {
+            Ok(r) => {
+                super::accept::succeeded();
+                r
+            }
+            Err(e) => return Err(super::accept::failed(e, self.inner.is_nonblocking())),
+        };
         // std's accept4 sets only CLOEXEC; one ioctl makes the new socket non-blocking.
         s.set_nonblocking(true)?;
         Ok((TcpStream::wrap(s), a))

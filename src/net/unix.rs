@@ -22,7 +22,7 @@ pub struct UnixStream {
 
 socket_common!(UnixStream, net::UnixStream);
 socket_timeouts!(UnixStream);
-stream_io!(UnixStream);
+stream_io!(UnixStream, std::os::unix::net::UnixStream, short_reads: false);
 
 impl UnixStream {
     /// Connects to the socket at `path`. A listener whose backlog is full makes a non-blocking
@@ -95,9 +95,16 @@ impl UnixListener {
     /// Waits for a connection and returns it with the peer's address.
     ///
     /// # Errors
-    /// The OS error (`EMFILE`, ...); `WouldBlock` in non-blocking mode.
+    /// The OS error (`EMFILE`, ...); `WouldBlock` in non-blocking mode. Out of descriptors or
+    /// memory, it sleeps first, as [`TcpListener::accept`](crate::net::TcpListener::accept).
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (s, a) = self.inner.io(Dir::Read, |l| l.accept())?;
+        let (s, a) = match self.inner.io(Dir::Read, |l| l.accept()) {
+            Ok(r) => {
+                super::accept::succeeded();
+                r
+            }
+            Err(e) => return Err(super::accept::failed(e, self.inner.is_nonblocking())),
+        };
         s.set_nonblocking(true)?;
         Ok((UnixStream::wrap(s), a))
     }

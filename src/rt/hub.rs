@@ -34,7 +34,7 @@ use slab::Slab;
 use super::beacon::Beacon;
 use super::config::Settings;
 use super::guard;
-use super::io::{IoSlot, WAKER_TOKEN};
+use super::io::{IoRemote, IoSlot, WAKER_TOKEN};
 use super::mailbox::Mailbox;
 use super::stacks::Stacks;
 use super::stats::Counters;
@@ -89,6 +89,8 @@ pub(crate) struct Hub {
     pub(super) beacon: OnceCell<Arc<Beacon>>,
     /// I/O registrations by mio token (`io.rs`).
     pub(super) io: RefCell<Slab<IoSlot>>,
+    /// What another thread needs to undo a registration (`io.rs`); made on first registration.
+    pub(super) io_remote: OnceCell<Arc<IoRemote>>,
     /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
     pub(super) io_waiters: Cell<usize>,
     pub(super) counters: Counters,
@@ -214,6 +216,7 @@ impl Hub {
             remote_pending,
             beacon: OnceCell::new(),
             io: RefCell::new(Slab::new()),
+            io_remote: OnceCell::new(),
             io_waiters: Cell::new(0),
             counters: Counters::default(),
             tearing_down: Cell::new(false),

@@ -13,17 +13,32 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use super::hub::Hub;
+use super::hub::{existing_hub, Hub};
+use super::mailbox::{Msg, Shared};
 use super::stats::add;
 use super::task::{WaitOn, Waiter, Wake};
 
 /// mio token of the hub's waker.
 pub(super) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// What every registration asks for: both directions, and on Linux urgent data too (`EPOLLPRI`,
+/// which only marks the slot: see `IoSlot::urgent`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const INTERESTS: Interest = Interest::READABLE
+    .add(Interest::WRITABLE)
+    .add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const INTERESTS: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
+/// Whether a short read may mark the read direction not ready on this platform: only where the
+/// poll reports urgent data (`IoSlot::urgent`).
+pub(crate) const SHORT_READ_RULE: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// Which readiness an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +52,48 @@ pub(super) struct IoSlot {
     readable: Cell<bool>,
     writable: Cell<bool>,
     /// The read half hung up or the socket errored: final (no edge will follow), so a read must
-    /// always try the syscall (see `Registered::stream_io`).
+    /// always try the syscall (see `Registered::stream_write`).
     read_closed: Cell<bool>,
     /// The same for the write half.
     write_closed: Cell<bool>,
+    /// The poll reported urgent data (`EPOLLPRI`: a TCP urgent mark) at least once. Sticky: a
+    /// read stops short at the mark with in-band data behind it, so from then on a short read
+    /// proves nothing (see `Registered::stream_read`).
+    urgent: Cell<bool>,
     readers: RefCell<Vec<Waiter>>,
     writers: RefCell<Vec<Waiter>>,
+}
+
+/// What a thread other than the hub's needs to undo one of its registrations: a second handle on
+/// the hub's epoll set (a `dup` of its descriptor, made once per hub) and the hub's mailbox.
+///
+/// The epoll entry must go before the socket's descriptor closes, or while it stays open (a
+/// socket converted back to std, or a `dup` elsewhere): the kernel drops an entry only when the
+/// open file description is released, so a stale entry would keep reporting events to the hub
+/// and make the next `EPOLL_CTL_ADD` of that descriptor fail with `EEXIST`. epoll sets are
+/// thread-safe, so the other thread removes the entry itself, synchronously; the slot (hub-local
+/// memory) is removed by a message the hub runs on its own thread. Its token cannot be reused
+/// before that message runs, since the slot stays occupied until then.
+pub(crate) struct IoRemote {
+    registry: mio::Registry,
+    shared: Arc<Shared>,
+}
+
+impl IoRemote {
+    /// Undoes registration `token` of `fd` from any thread, or after its hub is gone (then only
+    /// the epoll entry is removed: the slot went with the hub). Call before `fd` closes.
+    pub(crate) fn deregister(&self, fd: RawFd, token: usize) {
+        // ENOENT (never added) or EBADF (the hub's epoll is gone) are both "nothing to undo".
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        let reclaim = move || {
+            if let Some(hub) = existing_hub() {
+                let slot = hub.io.borrow_mut().try_remove(token);
+                drop(slot); // after the borrow ends: its stale waiters may own sockets
+            }
+        };
+        // Refused only once the hub is torn down, and its slab with it.
+        let _ = self.shared.push(Msg::Run(Box::new(reclaim)));
+    }
 }
 
 /// Counts this greenlet in `hub.io_waiters` while it is parked on I/O; a drop guard so a kill
@@ -63,30 +114,58 @@ impl Drop for IoWaitGuard<'_> {
 }
 
 impl Hub {
-    /// Registers `fd` for both directions; returns its token. A fresh registration counts as
-    /// ready both ways (the first attempt tells).
+    /// Registers `fd` for both directions; returns its token and what undoes the registration
+    /// from another thread. A fresh registration counts as ready both ways (the first attempt
+    /// tells).
     ///
     /// # Errors
-    /// The error of `epoll_ctl` (`EEXIST`: the descriptor is already in this poll).
-    pub(crate) fn io_register(&self, fd: RawFd) -> io::Result<usize> {
+    /// The error of `epoll_ctl` (`AlreadyExists` with a message when the descriptor is already
+    /// in this poll: two owners of one descriptor); the error of the first registration's `dup`
+    /// of the epoll descriptor (out of descriptors).
+    pub(crate) fn io_register(&self, fd: RawFd) -> io::Result<(usize, Arc<IoRemote>)> {
+        let remote = match self.io_remote.get() {
+            Some(r) => r.clone(),
+            None => {
+                let registry = self.poll.borrow().registry().try_clone()?;
+                let shared = self.mailbox.shared().clone();
+                let r = Arc::new(IoRemote { registry, shared });
+                self.io_remote.get_or_init(|| r).clone()
+            }
+        };
         let token = self.io.borrow_mut().insert(IoSlot {
             readable: Cell::new(true),
             writable: Cell::new(true),
             read_closed: Cell::new(false),
             write_closed: Cell::new(false),
+            urgent: Cell::new(false),
             readers: RefCell::default(),
             writers: RefCell::default(),
         });
-        let registered = self.poll.borrow().registry().register(
-            &mut SourceFd(&fd),
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        );
+        let registered =
+            self.poll
+                .borrow()
+                .registry()
+                .register(&mut SourceFd(&fd), Token(token), INTERESTS);
         if let Err(e) = registered {
             self.io.borrow_mut().remove(token);
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "greenhub: descriptor {fd} is already registered with this hub: two \
+                         socket objects own one descriptor (from_raw_fd of a descriptor that \
+                         is still owned?)"
+                    ),
+                ));
+            }
             return Err(e);
         }
-        Ok(token)
+        Ok((token, remote))
+    }
+
+    /// How many descriptors are registered (live I/O slots), for `hub::stats()`.
+    pub(crate) fn io_registrations(&self) -> usize {
+        self.io.borrow().len()
     }
 
     /// Registers `fd` for `interest` only, not ready until an edge says so (a one-shot wait on a
@@ -100,6 +179,7 @@ impl Hub {
             writable: Cell::new(false),
             read_closed: Cell::new(false),
             write_closed: Cell::new(false),
+            urgent: Cell::new(false),
             readers: RefCell::default(),
             writers: RefCell::default(),
         });
@@ -158,11 +238,13 @@ impl Hub {
         })
     }
 
-    /// Records that `dir` on `token` is not ready until the next edge.
+    /// Records that `dir` on `token` is not ready until the next edge — for reading, unless the
+    /// poll ever reported urgent data on it (then a short read proves nothing).
     pub(crate) fn io_mark_not_ready(&self, token: usize, dir: Dir) {
         if let Some(slot) = self.io.borrow().get(token) {
             match dir {
-                Dir::Read => slot.readable.set(false),
+                Dir::Read if !slot.urgent.get() => slot.readable.set(false),
+                Dir::Read => {}
                 Dir::Write => slot.writable.set(false),
             }
         }
@@ -219,6 +301,9 @@ impl Hub {
             let Some(slot) = io.get(ev.token().0) else {
                 continue;
             };
+            if ev.is_priority() {
+                slot.urgent.set(true);
+            }
             if ev.is_read_closed() || ev.is_error() {
                 slot.read_closed.set(true);
             }

@@ -75,7 +75,7 @@ mod timer;
 pub(crate) use beacon::Beacon;
 pub(crate) use config::Settings;
 pub(crate) use hub::{current_hub, existing_hub, has_hub, Hub};
-pub(crate) use io::Dir;
+pub(crate) use io::{Dir, IoRemote, SHORT_READ_RULE};
 pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
 pub(crate) use stacks::DEFAULT_MAX_STACKS;
 pub(crate) use task::{

@@ -47,10 +47,14 @@ pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     check(n)
 }
 
-/// `sendmsg(fd, bufs, MSG_NOSIGNAL)`: a vectored write that cannot raise SIGPIPE.
+/// The most buffers one vectored call takes (`IOV_MAX`/`UIO_MAXIOV`: 1,024 on Linux; the
+/// kernel rejects more with `EINVAL`, so callers pass at most this many, as std's `readv` does).
+pub(crate) const IOV_MAX: usize = 1024;
+
+/// `sendmsg(fd, bufs, MSG_NOSIGNAL)`: a vectored write that cannot raise SIGPIPE. Passes the
+/// first [`IOV_MAX`] buffers.
 pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    // At most IOV_MAX (1024 on Linux) buffers per call, as std's writev does.
-    let bufs = &bufs[..bufs.len().min(1024)];
+    let bufs = &bufs[..bufs.len().min(IOV_MAX)];
     // SAFETY: msghdr is a plain C struct of integers and pointers; all-zero is a valid value (no
     // name, no control data, empty iovec list).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
