@@ -8,9 +8,10 @@
 //! `GREENHUB_IDLE` set), so one peer's allocator state never colours another's, and a peer that
 //! dies at some count (out of memory maps, threads, descriptors) reports that instead of taking the
 //! run down. The child reads its resident set from `/proc/self/statm` (resident pages × page size)
-//! once its runtime is up and again after N waiters are parked and have settled for 200 ms; the
-//! difference over N is the figure. Kernel memory (socket buffers, thread structs, page tables) is
-//! not in the resident set and so not counted.
+//! once its runtime is up and again after N waiters are parked and have settled for 1 s; the
+//! difference over N is the figure. The "resident set" here is `VmRSS + VmPTE` from
+//! `/proc/self/status`: page tables count too. Other kernel memory (socket buffers, thread
+//! structs) is not counted.
 //!
 //! For idle echo connections the connecting side lives in yet another process (`GREENHUB_IDLE_CLIENT`),
 //! so only the server's memory is measured.
@@ -33,14 +34,24 @@ use handlers::{greenhub_echo_heap, greenhub_echo_stack};
 mod support;
 use support::{raise_nofile, self_command};
 
-const SETTLE: Duration = Duration::from_millis(200);
+/// How long waiters sit parked before the second reading (long enough for greenhub to slice
+/// the greenlets of idle stack regions to the heap: 500 ms, see src/rt/stacks.rs).
+const SETTLE: Duration = Duration::from_millis(1000);
 const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let resident: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    resident * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+    // Resident pages plus page tables (VmPTE): many stack regions cost page-table pages that the
+    // resident set does not show.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("VmRSS:") + kib("VmPTE:")) * 1024
 }
 
 /// What a child reports: `RESULT before after reached extra...`.

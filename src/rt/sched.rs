@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::context;
 use super::hub::Hub;
+use super::stacks;
 use super::stats::add;
 use super::task::{panic_message, Core, KillSignal, Kind, State, Task, WaitOn, Waiter, Wake};
 use super::timer::TimerKey;
@@ -64,8 +65,17 @@ impl Hub {
     /// # Panics
     /// Inside the hub, or in the main greenlet when nothing can ever wake it.
     #[track_caller]
+    #[inline(always)]
     pub(crate) fn park(&self, on: WaitOn, deadline: Option<Instant>) -> Wake {
+        // The caller's location is needed only for this check: the park itself is not
+        // `track_caller`, so no `Location` is kept in the parked frames (their bytes are what a
+        // parked greenlet costs).
         let core = self.current_core("block");
+        self.park_core(core, on, deadline)
+    }
+
+    /// [`park`](Self::park) once the caller is known to be a greenlet.
+    fn park_core(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) -> Wake {
         if core.kill.get() {
             return deliver_kill(core);
         }
@@ -106,7 +116,6 @@ impl Hub {
 
     /// Ends a park: cancels its timer and turns the wake reason into the caller's answer.
     #[inline(never)]
-    #[track_caller]
     fn end_park(&self, core: &Core, on: WaitOn, armed: Armed) -> Wake {
         core.gen.set(core.gen.get().wrapping_add(1));
         core.waiting_on.set(WaitOn::Nothing);
@@ -337,10 +346,17 @@ impl Hub {
                 self.report_deadlock();
                 continue;
             };
+            let mut timeout = timeout;
             if !busy {
                 // About to block: give back the pages of stack regions nobody uses (one compare
-                // when there are none; see stacks.rs).
+                // when there are none), and slice the greenlets of long-idle regions to the heap
+                // (see stacks.rs); wake up in time for that while some region may still go cold.
                 self.stacks.release_idle();
+                self.evict_cold_regions();
+                if self.stacks.cold_pending.get() {
+                    let cap = stacks::MARK_EVERY;
+                    timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
+                }
             }
             self.poll_io(timeout);
             // handoff: run what other threads sent (spawns, wake-ups); one atomic load if nothing.
@@ -398,7 +414,6 @@ struct Armed {
 
 #[cold]
 #[inline(never)]
-#[track_caller]
 fn deadlock_panic(core: &Core, on: WaitOn) -> ! {
     panic!(
         "greenhub: {} would block forever waiting for {on}: no greenlet is ready, no timer is \

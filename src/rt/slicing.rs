@@ -19,6 +19,7 @@
 
 use std::ptr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::hub::{Hub, WORKER_ENTRY};
 use super::stats::{add, size_bucket};
@@ -102,6 +103,28 @@ impl Hub {
         if i != NO_REGION {
             drop(self.stacks.unbind(i, core));
         }
+    }
+
+    /// About to block: slices the occupants of regions idle for `stacks::COLD_AFTER` to the heap
+    /// and drops those regions' pages (see `stacks.rs`). Hub context only.
+    pub(super) fn evict_cold_regions(&self) {
+        let Some(threshold) = self
+            .stacks
+            .cold_mark(Instant::now(), self.counters.switches.get())
+        else {
+            return;
+        };
+        let evicted = self.stacks.evict_cold(threshold, |r, old| {
+            let oc = old.core();
+            debug_assert!(r.contains(oc.sp.get() as usize));
+            // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
+            // of this region, and we run on the hub's stack (invariants 1 and 8).
+            let n = unsafe { oc.slice.borrow_mut().save(oc.sp.get(), r.top) };
+            add(&self.counters.slice_saves, 1);
+            add(&self.counters.slice_sizes[size_bucket(n)], 1);
+            add(&self.counters.bytes_copied, n as u64);
+        });
+        drop(evicted); // suspended and owned by `live`: never the last handle
     }
 
     /// Whether `sp` lies in the stack region of the running worker `core` (debug checks).

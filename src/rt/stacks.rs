@@ -50,18 +50,23 @@
 //! - Giving back: when the hub is about to block in `epoll_wait`, every free region beyond the
 //!   [`WARM_SPARES`] most recently freed has its pages dropped with `madvise(MADV_DONTNEED)`
 //!   (7–14 µs each here, so never on the switch path), and RSS returns to its baseline after a
-//!   burst. (The kernel keeps the page-table pages of a released range; they are reused when the
+//!   burst. And a region none of whose greenlets ran for [`COLD_AFTER`] (500 ms; looked for every
+//!   [`MARK_EVERY`], 100 ms, at most) has its occupant's live slice copied to the heap and its
+//!   pages dropped too: a greenlet that waits long costs its slice (hundreds of bytes), not the
+//!   pages of a region (8–12 KiB with the page-table page). Exclusive regions are never touched. (The kernel keeps the page-table pages of a released range; they are reused when the
 //!   region is.)
 //!
 //! [`Builder::exclusive_stack`]: crate::greenlet::Builder::exclusive_stack
 //! [`Config::exclusive_stacks`]: crate::hub::Config::exclusive_stacks
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::ptr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use super::task::{Core, Task};
 use crate::stack::Stack;
@@ -74,6 +79,11 @@ pub(super) const WARM_SPARES: usize = 4;
 pub(super) const SWEEP: usize = 16;
 /// A region is cold when not resumed in the last `max(8 × regions, this)` switches.
 pub(super) const COLD_MIN_SWITCHES: u64 = 4096;
+/// A region none of whose greenlets ran for this long has its occupant sliced to the heap and
+/// its pages dropped when the hub is about to block.
+pub(super) const COLD_AFTER: Duration = Duration::from_millis(500);
+/// How often (at most) the hub looks for such regions.
+pub(super) const MARK_EVERY: Duration = Duration::from_millis(100);
 
 /// Regions mapped by every hub of the process, against [`budget`].
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
@@ -134,6 +144,13 @@ pub(super) struct Stacks {
     mapped: Cell<usize>,
     /// `madvise` releases made, for the stats.
     pub(super) releases: Cell<u64>,
+    /// `(when, switch count)` recorded at idle points, every [`MARK_EVERY`] at most, trimmed to
+    /// what [`COLD_AFTER`] needs (see `cold_mark`).
+    marks: RefCell<VecDeque<(Instant, u64)>>,
+    /// Some occupied region may become cold: the hub bounds its poll by [`MARK_EVERY`] so the
+    /// eviction happens even if nothing else wakes it. Set by every binding, recomputed by each
+    /// sweep.
+    pub(super) cold_pending: Cell<bool>,
 }
 
 impl Stacks {
@@ -151,6 +168,8 @@ impl Stacks {
             max: max.max(1),
             mapped: Cell::new(0),
             releases: Cell::new(0),
+            marks: RefCell::new(VecDeque::new()),
+            cold_pending: Cell::new(false),
         };
         let i = s.map()?;
         s.free.borrow_mut().push(i);
@@ -236,6 +255,7 @@ impl Stacks {
         r.bound.set(r.bound.get() + 1);
         r.exclusive.set(exclusive);
         r.last_resume.set(now);
+        self.cold_pending.set(true);
         Ok((i, r.guard))
     }
 
@@ -330,6 +350,58 @@ impl Stacks {
             }
         }
         self.released_free.set(keep_from);
+    }
+
+    /// Called when the hub is about to block: every [`MARK_EVERY`] at most, records `(now,
+    /// switches)` and returns the switch count of the newest mark at least [`COLD_AFTER`] old —
+    /// regions last resumed before it have been idle that long — or `None` (most calls: nothing
+    /// to do, a clock read and a compare).
+    pub(super) fn cold_mark(&self, now: Instant, switches: u64) -> Option<u64> {
+        let mut marks = self.marks.borrow_mut();
+        if marks
+            .back()
+            .is_some_and(|(t, _)| now.duration_since(*t) < MARK_EVERY)
+        {
+            return None;
+        }
+        marks.push_back((now, switches));
+        while marks.len() >= 2 && now.duration_since(marks[1].0) >= COLD_AFTER {
+            marks.pop_front();
+        }
+        let &(t, s) = marks.front()?;
+        (now.duration_since(t) >= COLD_AFTER).then_some(s)
+    }
+
+    /// Regions (not exclusive, with pages) whose greenlets were last resumed before switch
+    /// `threshold`: their occupant, if any, is taken out for the caller to slice, and their
+    /// pages are dropped. Returns the occupants (to drop after the borrows end).
+    pub(super) fn evict_cold(
+        &self,
+        threshold: u64,
+        mut save: impl FnMut(&Region, &Rc<dyn Task>),
+    ) -> Vec<Rc<dyn Task>> {
+        let regions = self.regions.borrow();
+        let mut evicted = Vec::new();
+        let mut pending = false;
+        for r in regions.iter() {
+            if r.exclusive.get() || r.bound.get() == 0 || !r.committed.get() {
+                continue; // never shared / the free list's business / already released
+            }
+            if r.last_resume.get() >= threshold {
+                pending = true; // resumed recently: it runs, or may go cold later
+                continue;
+            }
+            if let Some(old) = r.occupant.take() {
+                save(r, &old);
+                r.occupant_core.set(ptr::null());
+                evicted.push(old);
+            }
+            r.committed.set(false);
+            r.stack.release();
+            self.releases.set(self.releases.get() + 1);
+        }
+        self.cold_pending.set(pending);
+        evicted
     }
 }
 
