@@ -456,6 +456,13 @@ impl Hub {
         unsafe { &*p }
     }
 
+    /// monkey: a greenlet (the main one or a worker) is running, not the hub context.
+    #[cfg(feature = "monkey")]
+    #[inline]
+    pub(crate) fn in_greenlet(&self) -> bool {
+        !self.current.get().is_null()
+    }
+
     /// A waiter for the running greenlet's next (or current) park.
     pub(crate) fn current_waiter(&self) -> Waiter {
         let task = self.running_task();

@@ -50,6 +50,7 @@ mod valgrind;
 pub mod fs;
 pub mod greenlet;
 pub mod hub;
+pub mod monkey;
 pub mod pool;
 pub mod runtime;
 pub mod sync;

@@ -1,0 +1,6 @@
+//! smoke
+#[test]
+fn active() {
+    assert!(greenhub::monkey::is_active());
+    eprintln!("exported: {}", greenhub::monkey::is_exported());
+}
