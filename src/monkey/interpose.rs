@@ -761,6 +761,117 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
     }
 }
 
+/// `select(2)`: as [`poll`], for the descriptors of the three sets (libcurl waits with it). On
+/// return `timeout` holds the time left, as Linux's select leaves it.
+///
+/// # Safety
+/// select(2)'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn select(
+    nfds: c_int,
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+    timeout: *mut libc::timeval,
+) -> c_int {
+    let coop = cooperative().filter(|_| (0..=libc::FD_SETSIZE as c_int).contains(&nfds));
+    let Some(hub) = coop else {
+        // SAFETY: select(2)'s contract.
+        return unsafe { sys::select(nfds, readfds, writefds, exceptfds, timeout) };
+    };
+    // SAFETY: non-null sets and timeout are valid (the contract); copies are plain data.
+    let load = |p: *mut libc::fd_set| (!p.is_null()).then(|| unsafe { ptr::read(p) });
+    let orig = [load(readfds), load(writefds), load(exceptfds)];
+    // SAFETY: as above.
+    let tv = (!timeout.is_null()).then(|| unsafe { ptr::read(timeout) });
+    let deadline = match tv {
+        None => None,
+        Some(t) if t.tv_sec < 0 || !(0..1_000_000).contains(&t.tv_usec) => {
+            return fail(libc::EINVAL) as c_int
+        }
+        Some(t) => Instant::now().checked_add(Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)),
+    };
+    // A zero-timeout select on fresh copies; results go back to the caller's sets.
+    let now = || {
+        let mut sets = orig;
+        let mut zero = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let p = |s: &mut Option<libc::fd_set>| s.as_mut().map_or(ptr::null_mut(), |s| s as *mut _);
+        let (r, w, e) = {
+            let [a, b, c] = &mut sets;
+            (p(a), p(b), p(c))
+        };
+        // SAFETY: our own copies and timeval.
+        let n = unsafe { sys::select(nfds, r, w, e, &mut zero) };
+        if n >= 0 {
+            for (dst, src) in [readfds, writefds, exceptfds].into_iter().zip(sets) {
+                if let Some(src) = src {
+                    // SAFETY: the caller's non-null set (the contract).
+                    unsafe { ptr::write(dst, src) };
+                }
+            }
+            if !timeout.is_null() {
+                let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+                // SAFETY: the caller's timeval (the contract).
+                unsafe {
+                    ptr::write(
+                        timeout,
+                        libc::timeval {
+                            tv_sec: left.as_secs() as libc::time_t,
+                            tv_usec: left.subsec_micros() as libc::suseconds_t,
+                        },
+                    )
+                };
+            }
+        }
+        n
+    };
+    let r = now();
+    if r != 0 || tv.is_some_and(|t| t.tv_sec == 0 && t.tv_usec == 0) {
+        return r;
+    }
+    let _busy = Busy::enter();
+    // SAFETY (FD_ISSET): the sets are our copies; fds are below nfds <= FD_SETSIZE.
+    let isset = |s: &Option<libc::fd_set>, fd: c_int| s.as_ref().is_some_and(|s| unsafe { libc::FD_ISSET(fd, s) });
+    let wants: Vec<Want> = (0..nfds)
+        .filter_map(|fd| {
+            let read = isset(&orig[0], fd) || isset(&orig[2], fd);
+            let write = isset(&orig[1], fd);
+            (read || write).then_some(Want { fd, read, write })
+        })
+        .collect();
+    if wants.is_empty() && deadline.is_none() && is_main(hub) {
+        // SAFETY: select(2)'s contract.
+        return unsafe { sys::select(nfds, readfds, writefds, exceptfds, timeout) };
+    }
+    loop {
+        match wait::wait(hub, &wants, deadline) {
+            Ok(Wake::Woken) => {
+                let r = now();
+                if r != 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return r;
+                }
+            }
+            Ok(Wake::TimedOut) => return now(),
+            Ok(Wake::ScopeExpired) => return fail(libc::ETIMEDOUT) as c_int,
+            Ok(_) => return fail(libc::ECANCELED) as c_int,
+            Err(_) => {
+                let mut left = libc::timeval { tv_sec: 0, tv_usec: 0 };
+                let tp = match deadline {
+                    None => ptr::null_mut(),
+                    Some(d) => {
+                        let l = d.saturating_duration_since(Instant::now());
+                        left.tv_sec = l.as_secs() as libc::time_t;
+                        left.tv_usec = l.subsec_micros() as libc::suseconds_t;
+                        &mut left as *mut libc::timeval
+                    }
+                };
+                // SAFETY: select(2)'s contract; `left` lives for the call.
+                return unsafe { sys::select(nfds, readfds, writefds, exceptfds, tp) };
+            }
+        }
+    }
+}
+
 /// `nanosleep(2)`: in a greenlet, `hub::sleep` (`rem` is left alone: the sleep is never
 /// interrupted by a signal).
 ///

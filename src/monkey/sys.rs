@@ -177,6 +177,40 @@ pub(crate) unsafe fn poll(fds: *mut pollfd, nfds: nfds_t, timeout_ms: c_int) -> 
     }
 }
 
+/// `select(2)`: `SYS_select` on x86_64, `SYS_pselect6` (which aarch64 has instead) elsewhere;
+/// `timeout` is updated with the time left on x86_64 only, as the kernels do.
+///
+/// # Safety
+/// The sets are null or valid `fd_set`s; `timeout` is null or valid.
+pub(crate) unsafe fn select(
+    nfds: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    timeout: *mut libc::timeval,
+) -> c_int {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the caller's contract.
+        unsafe { sys!(libc::SYS_select, nfds, r, w, e, timeout) as c_int }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let ts = (!timeout.is_null()).then(|| {
+            // SAFETY: non-null and valid by the contract.
+            let tv = unsafe { &*timeout };
+            timespec {
+                tv_sec: tv.tv_sec,
+                tv_nsec: tv.tv_usec as libc::c_long * 1000,
+            }
+        });
+        let tsp: *const timespec = ts.as_ref().map_or(std::ptr::null(), |t| t);
+        let no_mask: *const c_void = std::ptr::null();
+        // SAFETY: the caller's contract; `ts` outlives the call; no signal mask change.
+        unsafe { sys!(libc::SYS_pselect6, nfds, r, w, e, tsp, no_mask) as c_int }
+    }
+}
+
 /// `nanosleep(2)`.
 ///
 /// # Safety
