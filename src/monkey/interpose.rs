@@ -50,7 +50,7 @@ pub(crate) fn probe() -> bool {
 pub(crate) fn exported() -> bool {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"read".as_ptr()) };
-    p as usize == read as *const () as usize
+    std::ptr::eq(p.cast_const(), read as *const c_void)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -90,9 +90,9 @@ impl Call {
     /// `fcntl(F_SETFL)`, `ioctl(FIONBIO)`, `SOCK_NONBLOCK`; greenhub never leaves it changed).
     fn nonblocking(&mut self) -> bool {
         let fd = self.fd;
-        *self.nonblocking.get_or_insert_with(|| {
-            sys::status_flags(fd).is_none_or(|f| f & libc::O_NONBLOCK != 0)
-        })
+        *self
+            .nonblocking
+            .get_or_insert_with(|| sys::status_flags(fd).is_none_or(|f| f & libc::O_NONBLOCK != 0))
     }
 
     /// Parks until the descriptor may be ready; `timeout_errno` is what an expired
@@ -299,7 +299,16 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
         fd,
         false,
         // SAFETY: read(2)'s contract: `buf` is writable for `count` bytes.
-        || unsafe { sys::recvfrom(fd, buf, count, libc::MSG_DONTWAIT, ptr::null_mut(), ptr::null_mut()) },
+        || unsafe {
+            sys::recvfrom(
+                fd,
+                buf,
+                count,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        },
         // SAFETY: as above.
         || unsafe { sys::read(fd, buf, count) },
     );
@@ -328,7 +337,16 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
         true,
         count,
         // SAFETY: write(2)'s contract; `done < count`, so the rest is inside `buf`.
-        |done| unsafe { sys::sendto(fd, at(done), count - done, libc::MSG_DONTWAIT, ptr::null(), 0) },
+        |done| unsafe {
+            sys::sendto(
+                fd,
+                at(done),
+                count - done,
+                libc::MSG_DONTWAIT,
+                ptr::null(),
+                0,
+            )
+        },
         // SAFETY: as above.
         |done| unsafe { sys::write(fd, at(done), count - done) },
     );
@@ -529,7 +547,14 @@ pub unsafe extern "C" fn sendto(
         len,
         // SAFETY: sendto(2)'s contract; `done < len`.
         |done| unsafe {
-            sys::sendto(fd, at(done), len - done, flags | libc::MSG_DONTWAIT, addr, addrlen)
+            sys::sendto(
+                fd,
+                at(done),
+                len - done,
+                flags | libc::MSG_DONTWAIT,
+                addr,
+                addrlen,
+            )
         },
         // SAFETY: as above.
         |done| unsafe { sys::sendto(fd, at(done), len - done, flags, addr, addrlen) },
@@ -640,11 +665,17 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
                     return r;
                 }
             }
-            Ok(Wake::TimedOut) => return done(poll_now(fd, out)).unwrap_or_else(|| fail(libc::EINPROGRESS) as c_int),
+            Ok(Wake::TimedOut) => {
+                return done(poll_now(fd, out)).unwrap_or_else(|| fail(libc::EINPROGRESS) as c_int)
+            }
             Ok(Wake::ScopeExpired) => return fail(libc::ETIMEDOUT) as c_int,
             Ok(_) => return fail(libc::ECANCELED) as c_int,
             Err(_) => {
-                let mut p = pollfd { fd, events: out, revents: 0 };
+                let mut p = pollfd {
+                    fd,
+                    events: out,
+                    revents: 0,
+                };
                 // SAFETY: one pollfd on our stack.
                 let n = unsafe { sys::poll(&mut p, 1, remaining_ms(deadline)) };
                 return done(if n > 0 { i32::from(p.revents) } else { 0 })
@@ -729,10 +760,11 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
         // SAFETY: poll(2)'s contract.
         return unsafe { sys::poll(fds, nfds, timeout) };
     }
-    // SAFETY: the zero-timeout poll above succeeded, so the kernel read `nfds` pollfds at `fds`.
     let pfds: &[pollfd] = if nfds == 0 {
         &[]
     } else {
+        // SAFETY: the zero-timeout poll above succeeded, so the kernel read `nfds` pollfds at
+        // `fds` (poll(2)'s contract makes them valid and aligned).
         unsafe { std::slice::from_raw_parts(fds, nfds as usize) }
     };
     let wants: Vec<Want> = pfds
@@ -789,12 +821,17 @@ pub unsafe extern "C" fn select(
         Some(t) if t.tv_sec < 0 || !(0..1_000_000).contains(&t.tv_usec) => {
             return fail(libc::EINVAL) as c_int
         }
-        Some(t) => Instant::now().checked_add(Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)),
+        Some(t) => {
+            Instant::now().checked_add(Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000))
+        }
     };
     // A zero-timeout select on fresh copies; results go back to the caller's sets.
     let now = || {
         let mut sets = orig;
-        let mut zero = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let mut zero = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
         let p = |s: &mut Option<libc::fd_set>| s.as_mut().map_or(ptr::null_mut(), |s| s as *mut _);
         let (r, w, e) = {
             let [a, b, c] = &mut sets;
@@ -810,7 +847,9 @@ pub unsafe extern "C" fn select(
                 }
             }
             if !timeout.is_null() {
-                let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+                let left = deadline.map_or(Duration::ZERO, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
                 // SAFETY: the caller's timeval (the contract).
                 unsafe {
                     ptr::write(
@@ -830,8 +869,10 @@ pub unsafe extern "C" fn select(
         return r;
     }
     let _busy = Busy::enter();
-    // SAFETY (FD_ISSET): the sets are our copies; fds are below nfds <= FD_SETSIZE.
-    let isset = |s: &Option<libc::fd_set>, fd: c_int| s.as_ref().is_some_and(|s| unsafe { libc::FD_ISSET(fd, s) });
+    let isset = |s: &Option<libc::fd_set>, fd: c_int| {
+        // SAFETY: the sets are our copies; fds are below nfds <= FD_SETSIZE.
+        s.as_ref().is_some_and(|s| unsafe { libc::FD_ISSET(fd, s) })
+    };
     let wants: Vec<Want> = (0..nfds)
         .filter_map(|fd| {
             let read = isset(&orig[0], fd) || isset(&orig[2], fd);
@@ -855,7 +896,10 @@ pub unsafe extern "C" fn select(
             Ok(Wake::ScopeExpired) => return fail(libc::ETIMEDOUT) as c_int,
             Ok(_) => return fail(libc::ECANCELED) as c_int,
             Err(_) => {
-                let mut left = libc::timeval { tv_sec: 0, tv_usec: 0 };
+                let mut left = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 0,
+                };
                 let tp = match deadline {
                     None => ptr::null_mut(),
                     Some(d) => {
@@ -1001,8 +1045,12 @@ pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 // ---------------------------------------------------------------------------------------------
 // Name lookup.
 
-type GetAddrInfo =
-    unsafe extern "C" fn(*const c_char, *const c_char, *const addrinfo, *mut *mut addrinfo) -> c_int;
+type GetAddrInfo = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *const addrinfo,
+    *mut *mut addrinfo,
+) -> c_int;
 
 /// libc's own `getaddrinfo`, found with `dlsym(RTLD_NEXT)` (no system call does its job).
 fn real_getaddrinfo() -> Option<GetAddrInfo> {
@@ -1052,7 +1100,8 @@ pub unsafe extern "C" fn getaddrinfo(
     }
     let _busy = Busy::enter();
     // SAFETY: non-null strings are NUL-terminated (the contract).
-    let own = |s: *const c_char| (!s.is_null()).then(|| CString::from(unsafe { CStr::from_ptr(s) }));
+    let own =
+        |s: *const c_char| (!s.is_null()).then(|| CString::from(unsafe { CStr::from_ptr(s) }));
     let (node_c, service_c) = (own(node), own(service));
     // SAFETY: non-null hints are readable (the contract). Only these four fields may be set.
     let h = (!hints.is_null()).then(|| unsafe {
@@ -1063,7 +1112,12 @@ pub unsafe extern "C" fn getaddrinfo(
         // SAFETY: all-zero is a valid addrinfo (null pointers).
         let mut hints: addrinfo = unsafe { std::mem::zeroed() };
         if let Some((f, fam, st, p)) = h {
-            (hints.ai_flags, hints.ai_family, hints.ai_socktype, hints.ai_protocol) = (f, fam, st, p);
+            (
+                hints.ai_flags,
+                hints.ai_family,
+                hints.ai_socktype,
+                hints.ai_protocol,
+            ) = (f, fam, st, p);
         }
         let mut out: *mut addrinfo = ptr::null_mut();
         let c = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
@@ -1093,7 +1147,9 @@ pub unsafe extern "C" fn getaddrinfo(
             }
             r
         }
-        Ok(Err(crate::threadpool::Interrupted::ScopeExpired | crate::threadpool::Interrupted::TimedOut)) => {
+        Ok(Err(
+            crate::threadpool::Interrupted::ScopeExpired | crate::threadpool::Interrupted::TimedOut,
+        )) => {
             set_errno(libc::ETIMEDOUT);
             libc::EAI_SYSTEM
         }

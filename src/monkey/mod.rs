@@ -33,7 +33,7 @@
 //!
 //! `read`, `write`, `readv`, `writev`, `recv`, `recvfrom`, `recvmsg`, `send`, `sendto`,
 //! `sendmsg`, `connect`, `accept`, `accept4`, `poll`, `nanosleep`, `clock_nanosleep`, `usleep`,
-//! `sleep`, `getaddrinfo`, and for bookkeeping `close`, `dup2`, `dup3`.
+//! `sleep`, `select`, `getaddrinfo`, and for bookkeeping `close`, `dup2`, `dup3`.
 //!
 //! # The rule
 //!
@@ -63,7 +63,7 @@
 //!   connection is pending; if not, the greenlet parks until the listener is readable.
 //!   (Another *thread* accepting from the same listener between that poll and the accept would
 //!   make this accept block the thread — correct, only not cooperative.)
-//! - **`poll`** does a zero-timeout poll first; if nothing is ready it parks on every descriptor
+//! - **`poll`** (and **`select`**, which libcurl uses) does a zero-timeout poll first; if nothing is ready it parks on every descriptor
 //!   at once until one becomes ready or the timeout passes, then polls again. Any descriptor
 //!   type epoll accepts works here, pipes included.
 //! - **Sleeps** (`nanosleep` — std's `thread::sleep` —, `clock_nanosleep` on the monotonic,
@@ -103,8 +103,9 @@
 //! the symbols (below). Not reached: code that makes raw `syscall()`s (or inline `svc`/`syscall`
 //! instructions), io_uring, time read through the vDSO (`clock_gettime` — a busy-wait on the
 //! clock stays busy), glibc's internal calls (its resolver, `fopen`/`fread` on sockets, `system`),
-//! the `_FORTIFY_SOURCE` variants (`__read_chk`, `__recv_chk`, `__poll_chk`, ...), `select`,
-//! `epoll_wait`, `pselect`/`ppoll`, `sendfile`/`splice`, and other threads' calls (a thread
+//! the `_FORTIFY_SOURCE` variants (`__read_chk`, `__recv_chk`, `__poll_chk`, ...),
+//! `epoll_wait`, `pselect`/`ppoll`, futex waits (`std::sync::Mutex`, `Condvar`, channels,
+//! `JoinHandle::join`: they block the whole hub), `sendfile`/`splice`, and other threads' calls (a thread
 //! without a hub passes everything through).
 //!
 //! # How interposition works at link time
@@ -117,12 +118,15 @@
 //! (`__read`, `__libc_recv`) and are untouched.
 //!
 //! Shared libraries (`libcurl.so`, an NSS module, anything `dlopen`ed) bind `read` at run time,
-//! through the dynamic linker's global search, which looks at the executable first *only if the
-//! executable exports the symbol* in its dynamic symbol table. GNU ld exports a definition
-//! automatically when a shared library on the link line references it; otherwise it does not
-//! (Rust executables export nothing by default). [`is_exported`] checks the answer for the
-//! running program; to make sure, link with `-C link-arg=-Wl,--export-dynamic-symbol=read` (one
-//! per function) or `-C link-arg=-rdynamic`.
+//! through the dynamic linker's global search, which looks at the executable first — *if the
+//! executable exports the symbol* in its dynamic symbol table. Rust executables export nothing by
+//! default, but the linker exports a definition that overrides a symbol of a shared library on
+//! the link line: every function here is also defined by `libc.so.6`, so all of them land in the
+//! executable's dynamic symbol table (checked by `nm -D` on this project's test binary, linked by
+//! the toolchain's default `rust-lld`, and asserted by `tests/monkey.rs` with `dlsym`). So shared
+//! libraries reach greenhub's definitions too; [`is_exported`] checks it for the running program,
+//! and `-C link-arg=-Wl,--export-dynamic-symbol=read` (per function) or `-C link-arg=-rdynamic`
+//! force it where a linker behaved otherwise.
 //!
 //! Why the real functions are reached with `syscall(2)` and not `dlsym(RTLD_NEXT, ..)`: the
 //! system call is exactly what glibc's wrappers do for these functions (plus pthread
@@ -195,8 +199,8 @@ pub fn is_active() -> bool {
 
 /// Whether shared libraries loaded by this program (linked dynamically or `dlopen`ed) also reach
 /// greenhub's definitions: the dynamic linker's global lookup of `read` finds the executable's.
-/// That needs the symbols in the executable's dynamic symbol table (see the module docs: GNU ld
-/// exports them when a shared library on the link line uses them; `-rdynamic` or
+/// That needs the symbols in the executable's dynamic symbol table (see the module docs: the
+/// linker exports them because libc.so.6 defines them too; `-rdynamic` or
 /// `-Wl,--export-dynamic-symbol=NAME` force it). Statically linked C code is reached either way.
 ///
 /// # Examples

@@ -169,7 +169,11 @@ pub(crate) unsafe fn poll(fds: *mut pollfd, nfds: nfds_t, timeout_ms: c_int) -> 
             tv_sec: (timeout_ms / 1000) as libc::time_t,
             tv_nsec: ((timeout_ms % 1000) as libc::c_long) * 1_000_000,
         };
-        let tsp: *const timespec = if timeout_ms < 0 { std::ptr::null() } else { &ts };
+        let tsp: *const timespec = if timeout_ms < 0 {
+            std::ptr::null()
+        } else {
+            &ts
+        };
         let no_mask: *const libc::sigset_t = std::ptr::null();
         // SAFETY: the caller's contract; `ts` outlives the call; a null mask keeps the thread's
         // signal mask, as poll does.
