@@ -669,3 +669,67 @@ fn std_socket_cases_pass_in_a_greenlet_while_the_hub_keeps_running() {
         assert!(ticks >= 50, "the hub stalled during the timeouts: {ticks}");
     });
 }
+
+/// Writes `byte` to `s` after a short sleep, from another greenlet; returns `s` when joined.
+fn write_later(mut s: TcpStream, byte: u8) -> greenhub::Greenlet<TcpStream> {
+    hub::spawn(move || {
+        hub::sleep(Duration::from_millis(5));
+        s.write_all(&[byte]).unwrap();
+        s
+    })
+}
+
+/// One byte read with libc's `read` (greenhub's) on a raw descriptor: parks until it arrives.
+fn read_byte(fd: i32) -> u8 {
+    let mut b = 0u8;
+    // A lost registration would park forever: the scope turns that into a failure.
+    let _scope = greenhub::Timeout::start(SLACK);
+    // SAFETY: one byte into a live local.
+    let n = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
+    assert_eq!(n, 1, "{}", std::io::Error::last_os_error());
+    b
+}
+
+#[test]
+fn registrations_follow_close_dup_and_dup2_and_survive_unseen_closes() {
+    hub::run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let conn = || {
+            let c = TcpStream::connect(addr).unwrap();
+            let (s, _) = l.accept().unwrap();
+            (c, s)
+        };
+        for round in 0..3u8 {
+            // A read parks, registering the descriptor; the numbers repeat in every round.
+            let (c, s) = conn();
+            let w = write_later(s, round);
+            assert_eq!(read_byte(c.as_raw_fd()), round);
+            // A duplicate, then the original closed (close deregisters it first): the
+            // duplicate's own wait still works.
+            let d = c.try_clone().unwrap();
+            drop(c);
+            let w = write_later(w.join().unwrap(), 10 + round);
+            assert_eq!(read_byte(d.as_raw_fd()), 10 + round);
+            drop(w.join().unwrap());
+            // dup2 over a registered descriptor: it now names another connection's socket.
+            let (c2, s2) = conn();
+            // SAFETY: both descriptors are open; `d`'s number is replaced, and `d` still owns it.
+            assert_eq!(unsafe { libc::dup2(c2.as_raw_fd(), d.as_raw_fd()) }, d.as_raw_fd());
+            let w = write_later(s2, 20 + round);
+            assert_eq!(read_byte(d.as_raw_fd()), 20 + round);
+            let keep = (w.join().unwrap(), c2); // so the next socket takes `d`'s number
+            // A close greenhub does not see (a raw system call), then the number reused.
+            let fd = d.as_raw_fd();
+            std::mem::forget(d);
+            // SAFETY: `d`'s descriptor, forgotten above so it is closed once.
+            assert_eq!(unsafe { libc::syscall(libc::SYS_close, fd) }, 0);
+            let (c3, s3) = conn();
+            assert!(c3.as_raw_fd() == fd || s3.as_raw_fd() == fd, "the number was reused");
+            let (reader, writer) = if c3.as_raw_fd() == fd { (c3, s3) } else { (s3, c3) };
+            let w = write_later(writer, 30 + round);
+            assert_eq!(read_byte(reader.as_raw_fd()), 30 + round);
+            drop((w.join().unwrap(), keep));
+        }
+    });
+}
