@@ -715,18 +715,28 @@ fn registrations_follow_close_dup_and_dup2_and_survive_unseen_closes() {
             // dup2 over a registered descriptor: it now names another connection's socket.
             let (c2, s2) = conn();
             // SAFETY: both descriptors are open; `d`'s number is replaced, and `d` still owns it.
-            assert_eq!(unsafe { libc::dup2(c2.as_raw_fd(), d.as_raw_fd()) }, d.as_raw_fd());
+            assert_eq!(
+                unsafe { libc::dup2(c2.as_raw_fd(), d.as_raw_fd()) },
+                d.as_raw_fd()
+            );
             let w = write_later(s2, 20 + round);
             assert_eq!(read_byte(d.as_raw_fd()), 20 + round);
             let keep = (w.join().unwrap(), c2); // so the next socket takes `d`'s number
-            // A close greenhub does not see (a raw system call), then the number reused.
+                                                // A close greenhub does not see (a raw system call), then the number reused.
             let fd = d.as_raw_fd();
             std::mem::forget(d);
             // SAFETY: `d`'s descriptor, forgotten above so it is closed once.
             assert_eq!(unsafe { libc::syscall(libc::SYS_close, fd) }, 0);
             let (c3, s3) = conn();
-            assert!(c3.as_raw_fd() == fd || s3.as_raw_fd() == fd, "the number was reused");
-            let (reader, writer) = if c3.as_raw_fd() == fd { (c3, s3) } else { (s3, c3) };
+            assert!(
+                c3.as_raw_fd() == fd || s3.as_raw_fd() == fd,
+                "the number was reused"
+            );
+            let (reader, writer) = if c3.as_raw_fd() == fd {
+                (c3, s3)
+            } else {
+                (s3, c3)
+            };
             let w = write_later(writer, 30 + round);
             assert_eq!(read_byte(reader.as_raw_fd()), 30 + round);
             drop((w.join().unwrap(), keep));

@@ -141,6 +141,8 @@ impl Call {
 }
 
 /// One blocking transfer: returns as soon as `attempt` moves anything (a read, a datagram).
+/// Out of line, so the pass-through path of the callers stays a check and a system call.
+#[inline(never)]
 fn single(
     hub: &'static Hub,
     fd: c_int,
@@ -158,6 +160,7 @@ fn single(
 /// `send`, or `recv` with `MSG_WAITALL`): `attempt(done)` moves some of the rest. Stops early, as
 /// the kernel does, at end of file (a read of 0), at an error or timeout (returning the count if
 /// any bytes moved), and on a descriptor the program made non-blocking (after the first transfer).
+#[inline(never)]
 fn all(
     hub: &'static Hub,
     fd: c_int,

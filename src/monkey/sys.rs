@@ -2,9 +2,9 @@
 //!
 //! Nothing here may call a libc function that greenhub defines under `monkey` (`read`, `poll`,
 //! `close`, ...): with the feature on, those names resolve to greenhub's own definitions, so
-//! calling them from here would recurse. Every call goes through `libc::syscall`, which is
-//! glibc's thin, async-signal-safe wrapper: it returns `-1` and sets `errno` on failure exactly as
-//! the libc wrappers of these calls do.
+//! calling them from here would recurse. Every call is the system-call instruction itself
+//! (`raw6`), async-signal-safe, returning `-1` with `errno` set on failure exactly as the libc
+//! wrappers of these calls do.
 //!
 //! The argument conventions are the kernel's: on x86_64 and aarch64 Linux every argument is one
 //! register, so pointers and integers are passed as they come. `recv`/`send` have no system call
@@ -38,10 +38,56 @@ pub(crate) fn fail(e: c_int) -> ssize_t {
     -1
 }
 
+/// One system call with up to six arguments, by the target's system-call instruction; a result
+/// in `-4095..=-1` is an error: `errno` is set to its negation and `-1` returned, exactly what
+/// glibc's wrappers do. (Inline, not `libc::syscall`: that is a variadic call through the PLT that
+/// shuffles seven registers, a third of a pass-through call's instructions.)
 macro_rules! sys {
-    ($nr:expr $(, $arg:expr)* $(,)?) => {
-        libc::syscall($nr $(, $arg)*)
-    };
+    ($nr:expr $(, $arg:expr)* $(,)?) => {{
+        let mut args = [0usize; 6];
+        let mut _i = 0;
+        $( args[_i] = $arg as usize; _i += 1; )*
+        raw6($nr as usize, args)
+    }};
+}
+
+/// The system call `nr` with six argument registers.
+///
+/// # Safety
+/// The call's own contract: the kernel may read and write the memory the arguments name.
+#[inline(always)]
+unsafe fn raw6(nr: usize, a: [usize; 6]) -> c_long {
+    let ret: isize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the x86_64 Linux system-call convention: number in rax, arguments in rdi, rsi, rdx,
+    // r10, r8, r9, result in rax; the instruction clobbers rcx and r11. Memory is not declared
+    // untouched: the kernel reads and writes what the arguments point at.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the aarch64 Linux convention: number in x8, arguments in x0-x5, result in x0.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&ret) {
+        set_errno(-ret as c_int);
+        return -1;
+    }
+    ret as c_long
 }
 
 /// `read(2)`.
