@@ -218,6 +218,15 @@ unsafe fn iov_slice<'a>(iov: *const iovec, n: c_int) -> &'a [iovec] {
     unsafe { std::slice::from_raw_parts(iov, n as usize) }
 }
 
+/// Standard input, output and error always pass through, even when they are sockets (a
+/// service's stdout connected to a log daemon's stream socket): std guards them with a lock
+/// that is re-entrant per *thread*, so a greenlet parked inside `println!` would let another
+/// greenlet of the same thread into the same `RefCell` and panic it.
+#[inline(always)]
+fn is_stdio(fd: c_int) -> bool {
+    (0..=2).contains(&fd)
+}
+
 fn is_main(hub: &'static Hub) -> bool {
     hub.current_core("sleep").kind == Kind::Main
 }
@@ -284,7 +293,7 @@ fn poll_now(fd: c_int, events: i16) -> i32 {
 /// read(2)'s contract: `buf` is writable for `count` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    let Some(hub) = cooperative() else {
+    let Some(hub) = cooperative().filter(|_| !is_stdio(fd)) else {
         // SAFETY: read(2)'s contract, passed on.
         let r = unsafe { sys::read(fd, buf, count) };
         if r < 0 && fd == PROBE_FD {
@@ -329,7 +338,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 /// write(2)'s contract: `buf` is readable for `count` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    let Some(hub) = cooperative() else {
+    let Some(hub) = cooperative().filter(|_| !is_stdio(fd)) else {
         // SAFETY: write(2)'s contract.
         return unsafe { sys::write(fd, buf, count) };
     };
@@ -366,7 +375,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
 /// readv(2)'s contract.
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    let Some(hub) = cooperative() else {
+    let Some(hub) = cooperative().filter(|_| !is_stdio(fd)) else {
         // SAFETY: readv(2)'s contract.
         return unsafe { sys::readv(fd, iov, iovcnt) };
     };
@@ -403,7 +412,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 /// writev(2)'s contract.
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    let Some(hub) = cooperative() else {
+    let Some(hub) = cooperative().filter(|_| !is_stdio(fd)) else {
         // SAFETY: writev(2)'s contract.
         return unsafe { sys::writev(fd, iov, iovcnt) };
     };

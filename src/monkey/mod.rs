@@ -82,6 +82,19 @@
 //! - **Signals** do not interrupt a park: a cooperating call behaves as if every handler had
 //!   `SA_RESTART` (and `nanosleep` never returns `EINTR`).
 //!
+//! - **Standard streams** (descriptors 0, 1, 2) always pass through `read`/`write`/`readv`/
+//!   `writev`, even when they are sockets: std serialises them with a lock that is re-entrant
+//!   per *thread*, so a greenlet parked inside `println!` would let another greenlet of its
+//!   thread into the same `RefCell`.
+//!
+//! # Locks held across a park
+//!
+//! A `std::sync::Mutex` (or `RwLock`, `Condvar`, channel, `JoinHandle::join`) waits in a futex,
+//! which nothing here reaches: it blocks the whole hub. Code that holds such a lock across a
+//! blocking socket call — fine with one thread per connection — deadlocks when another greenlet
+//! of the same hub then waits for the lock (its holder can never run again). gevent has the same
+//! hazard with un-patched locks; use `greenhub::sync::Mutex` in code that runs in greenlets.
+//!
 //! # Not sockets
 //!
 //! `read`/`write`/`readv`/`writev` try the socket call first; a descriptor that is not a socket
