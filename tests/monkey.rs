@@ -271,10 +271,10 @@ fn ureq_default_agent_in_100_greenlets_runs_concurrently() {
     eprintln!("100 greenlets x 2 ureq GETs (50 ms each): {took:?}, ticker ticked {ticks} times");
     assert_eq!(bodies.len(), 200);
     assert!(bodies.iter().all(|b| b == "hello from the slow server"));
-    assert!(
-        took < Duration::from_secs(1),
-        "not concurrent: {took:?} (serial is 10 s)"
-    );
+    // Serial would be 200 x 50 ms = 10 s. Release runs in about 0.2 s; an unoptimised ureq spends
+    // a few ms of CPU per request, hence the debug bound.
+    let bound = Duration::from_secs(if cfg!(debug_assertions) { 3 } else { 1 });
+    assert!(took < bound, "not concurrent: {took:?} (serial is 10 s)");
     // Each `ureq::get` builds a use-once agent: in a debug build the first burst of greenlets
     // (61 per hub iteration) computes for a few hundred ms before any of them blocks, so the
     // ticker only proves the hub ran between requests; the total proves they overlapped.
@@ -741,5 +741,84 @@ fn registrations_follow_close_dup_and_dup2_and_survive_unseen_closes() {
             assert_eq!(read_byte(reader.as_raw_fd()), 30 + round);
             drop((w.join().unwrap(), keep));
         }
+    });
+}
+
+#[test]
+fn recv_waitall_gathers_every_byte_across_parks() {
+    hub::run(|| {
+        let (c, s) = pair();
+        let w = hub::spawn(move || {
+            let mut s = s;
+            for chunk in [&b"ab"[..], b"cd", b"ef"] {
+                hub::sleep(Duration::from_millis(3));
+                s.write_all(chunk).unwrap();
+            }
+            s
+        });
+        let mut buf = [0u8; 6];
+        // SAFETY: the buffer is live and writable for its length.
+        let n = unsafe {
+            libc::recv(
+                c.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_WAITALL,
+            )
+        };
+        assert_eq!(n, 6);
+        assert_eq!(&buf, b"abcdef");
+        drop(w.join().unwrap());
+    });
+}
+
+#[test]
+fn the_main_greenlet_cooperates_too() {
+    std::thread::spawn(|| {
+        let (mut c, s) = pair();
+        // This thread's hub exists once a greenlet is spawned; its main greenlet then parks in
+        // std's read while the writer runs.
+        let w = hub::spawn(move || {
+            let mut s = s;
+            hub::sleep(Duration::from_millis(10));
+            s.write_all(b"!").unwrap();
+        });
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"!");
+        w.join().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn hub_callbacks_and_threads_without_a_hub_pass_through() {
+    // A plain thread: a read with a timeout blocks the thread itself and times out as std says.
+    std::thread::spawn(|| {
+        let (mut c, _s) = pair();
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let start = Instant::now();
+        let e = c.read(&mut [0u8; 1]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    })
+    .join()
+    .unwrap();
+    // The hub context (a callback): the same; the loop itself waits (nothing may park there).
+    hub::run(|| {
+        let done = Rc::new(Cell::new(false));
+        let d = done.clone();
+        hub::run_callback(move || {
+            let (mut c, _s) = pair();
+            c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let start = Instant::now();
+            let e = c.read(&mut [0u8; 1]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::WouldBlock);
+            assert!(start.elapsed() >= Duration::from_millis(20));
+            d.set(true);
+        });
+        hub::sleep(Duration::from_millis(1));
+        assert!(done.get());
     });
 }
