@@ -187,6 +187,13 @@ fn all(
     }
 }
 
+/// Runs `f` out of line: the cooperative half of a hot entry point, so that its pass-through half
+/// compiles to the checks and the system call alone (no spills for the closures below).
+#[inline(never)]
+fn outline<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// `iov` with its first `skip` bytes dropped.
 fn advanced(iov: &[iovec], mut skip: usize) -> Vec<iovec> {
     let mut out = Vec::with_capacity(iov.len());
@@ -301,34 +308,36 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
         }
         return r;
     };
-    // A zero-length read of a socket returns 0 at once; a zero-length recv might not.
-    if count == 0 {
-        // SAFETY: read(2)'s contract.
-        return unsafe { sys::read(fd, buf, count) };
-    }
-    let r = single(
-        hub,
-        fd,
-        false,
-        // SAFETY: read(2)'s contract: `buf` is writable for `count` bytes.
-        || unsafe {
-            sys::recvfrom(
-                fd,
-                buf,
-                count,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        },
-        // SAFETY: as above.
-        || unsafe { sys::read(fd, buf, count) },
-    );
-    if r < 0 && errno() == libc::ENOTSOCK {
-        // SAFETY: as above.
-        return unsafe { sys::read(fd, buf, count) };
-    }
-    r
+    outline(move || {
+        // A zero-length read of a socket returns 0 at once; a zero-length recv might not.
+        if count == 0 {
+            // SAFETY: read(2)'s contract.
+            return unsafe { sys::read(fd, buf, count) };
+        }
+        let r = single(
+            hub,
+            fd,
+            false,
+            // SAFETY: read(2)'s contract: `buf` is writable for `count` bytes.
+            || unsafe {
+                sys::recvfrom(
+                    fd,
+                    buf,
+                    count,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            },
+            // SAFETY: as above.
+            || unsafe { sys::read(fd, buf, count) },
+        );
+        if r < 0 && errno() == libc::ENOTSOCK {
+            // SAFETY: as above.
+            return unsafe { sys::read(fd, buf, count) };
+        }
+        r
+    })
 }
 
 /// `write(2)`: on a socket, in a greenlet, `send(MSG_DONTWAIT)` until every byte is queued (a
@@ -342,31 +351,33 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
         // SAFETY: write(2)'s contract.
         return unsafe { sys::write(fd, buf, count) };
     };
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    let r = all(
-        hub,
-        fd,
-        true,
-        count,
-        // SAFETY: write(2)'s contract; `done < count`, so the rest is inside `buf`.
-        |done| unsafe {
-            sys::sendto(
-                fd,
-                at(done),
-                count - done,
-                libc::MSG_DONTWAIT,
-                ptr::null(),
-                0,
-            )
-        },
-        // SAFETY: as above.
-        |done| unsafe { sys::write(fd, at(done), count - done) },
-    );
-    if r < 0 && errno() == libc::ENOTSOCK {
-        // SAFETY: as above.
-        return unsafe { sys::write(fd, buf, count) };
-    }
-    r
+    outline(move || {
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        let r = all(
+            hub,
+            fd,
+            true,
+            count,
+            // SAFETY: write(2)'s contract; `done < count`, so the rest is inside `buf`.
+            |done| unsafe {
+                sys::sendto(
+                    fd,
+                    at(done),
+                    count - done,
+                    libc::MSG_DONTWAIT,
+                    ptr::null(),
+                    0,
+                )
+            },
+            // SAFETY: as above.
+            |done| unsafe { sys::write(fd, at(done), count - done) },
+        );
+        if r < 0 && errno() == libc::ENOTSOCK {
+            // SAFETY: as above.
+            return unsafe { sys::write(fd, buf, count) };
+        }
+        r
+    })
 }
 
 /// `readv(2)`: on a socket, in a greenlet, `recvmsg(MSG_DONTWAIT)`; else passes through.
@@ -379,30 +390,32 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
         // SAFETY: readv(2)'s contract.
         return unsafe { sys::readv(fd, iov, iovcnt) };
     };
-    // Out-of-range counts get readv's own error (recvmsg's would differ); empty reads return 0.
-    // SAFETY: readv(2)'s contract, count checked.
-    if !(1..=IOV_MAX).contains(&iovcnt) || iov_total(unsafe { iov_slice(iov, iovcnt) }) == 0 {
-        // SAFETY: readv(2)'s contract.
-        return unsafe { sys::readv(fd, iov, iovcnt) };
-    }
-    // SAFETY: all-zero is a valid msghdr (null name and control).
-    let mut msg: msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.cast_mut();
-    msg.msg_iovlen = iovcnt as _;
-    let r = single(
-        hub,
-        fd,
-        false,
-        // SAFETY: `msg` describes the caller's buffers (readv's contract).
-        || unsafe { sys::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) },
-        // SAFETY: readv(2)'s contract.
-        || unsafe { sys::readv(fd, iov, iovcnt) },
-    );
-    if r < 0 && errno() == libc::ENOTSOCK {
-        // SAFETY: readv(2)'s contract.
-        return unsafe { sys::readv(fd, iov, iovcnt) };
-    }
-    r
+    outline(move || {
+        // Out-of-range counts get readv's own error (recvmsg's would differ); empty reads return 0.
+        // SAFETY: readv(2)'s contract, count checked.
+        if !(1..=IOV_MAX).contains(&iovcnt) || iov_total(unsafe { iov_slice(iov, iovcnt) }) == 0 {
+            // SAFETY: readv(2)'s contract.
+            return unsafe { sys::readv(fd, iov, iovcnt) };
+        }
+        // SAFETY: all-zero is a valid msghdr (null name and control).
+        let mut msg: msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.cast_mut();
+        msg.msg_iovlen = iovcnt as _;
+        let r = single(
+            hub,
+            fd,
+            false,
+            // SAFETY: `msg` describes the caller's buffers (readv's contract).
+            || unsafe { sys::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) },
+            // SAFETY: readv(2)'s contract.
+            || unsafe { sys::readv(fd, iov, iovcnt) },
+        );
+        if r < 0 && errno() == libc::ENOTSOCK {
+            // SAFETY: readv(2)'s contract.
+            return unsafe { sys::readv(fd, iov, iovcnt) };
+        }
+        r
+    })
 }
 
 /// `writev(2)`: on a socket, in a greenlet, `sendmsg(MSG_DONTWAIT)` until all is queued; else
@@ -416,35 +429,37 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
         // SAFETY: writev(2)'s contract.
         return unsafe { sys::writev(fd, iov, iovcnt) };
     };
-    if !(1..=IOV_MAX).contains(&iovcnt) {
-        // SAFETY: writev(2)'s contract.
-        return unsafe { sys::writev(fd, iov, iovcnt) };
-    }
-    // SAFETY: writev(2)'s contract, count checked.
-    let vecs = unsafe { iov_slice(iov, iovcnt) };
-    let total = iov_total(vecs);
-    let send = |done: usize, dontwait: bool| {
-        let rest;
-        // SAFETY: all-zero is a valid msghdr.
-        let mut msg: msghdr = unsafe { std::mem::zeroed() };
-        if done == 0 {
-            msg.msg_iov = iov.cast_mut();
-            msg.msg_iovlen = iovcnt as _;
-        } else {
-            rest = advanced(vecs, done);
-            msg.msg_iov = rest.as_ptr().cast_mut();
-            msg.msg_iovlen = rest.len() as _;
+    outline(move || {
+        if !(1..=IOV_MAX).contains(&iovcnt) {
+            // SAFETY: writev(2)'s contract.
+            return unsafe { sys::writev(fd, iov, iovcnt) };
         }
-        let flags = if dontwait { libc::MSG_DONTWAIT } else { 0 };
-        // SAFETY: `msg` describes (the rest of) the caller's buffers.
-        unsafe { sys::sendmsg(fd, &msg, flags) }
-    };
-    let r = all(hub, fd, true, total, |d| send(d, true), |d| send(d, false));
-    if r < 0 && errno() == libc::ENOTSOCK {
-        // SAFETY: writev(2)'s contract.
-        return unsafe { sys::writev(fd, iov, iovcnt) };
-    }
-    r
+        // SAFETY: writev(2)'s contract, count checked.
+        let vecs = unsafe { iov_slice(iov, iovcnt) };
+        let total = iov_total(vecs);
+        let send = |done: usize, dontwait: bool| {
+            let rest;
+            // SAFETY: all-zero is a valid msghdr.
+            let mut msg: msghdr = unsafe { std::mem::zeroed() };
+            if done == 0 {
+                msg.msg_iov = iov.cast_mut();
+                msg.msg_iovlen = iovcnt as _;
+            } else {
+                rest = advanced(vecs, done);
+                msg.msg_iov = rest.as_ptr().cast_mut();
+                msg.msg_iovlen = rest.len() as _;
+            }
+            let flags = if dontwait { libc::MSG_DONTWAIT } else { 0 };
+            // SAFETY: `msg` describes (the rest of) the caller's buffers.
+            unsafe { sys::sendmsg(fd, &msg, flags) }
+        };
+        let r = all(hub, fd, true, total, |d| send(d, true), |d| send(d, false));
+        if r < 0 && errno() == libc::ENOTSOCK {
+            // SAFETY: writev(2)'s contract.
+            return unsafe { sys::writev(fd, iov, iovcnt) };
+        }
+        r
+    })
 }
 
 /// `recv(2)`: in a greenlet, without `MSG_DONTWAIT`, parks until data (or, with `MSG_WAITALL` on
@@ -475,29 +490,31 @@ pub unsafe extern "C" fn recvfrom(
         // SAFETY: recvfrom(2)'s contract.
         return unsafe { sys::recvfrom(fd, buf, len, flags, addr, addrlen) };
     };
-    let nb = flags | libc::MSG_DONTWAIT;
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    if flags & libc::MSG_WAITALL != 0 && flags & libc::MSG_PEEK == 0 && sys::is_stream(fd) {
-        return all(
+    outline(move || {
+        let nb = flags | libc::MSG_DONTWAIT;
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        if flags & libc::MSG_WAITALL != 0 && flags & libc::MSG_PEEK == 0 && sys::is_stream(fd) {
+            return all(
+                hub,
+                fd,
+                false,
+                len,
+                // SAFETY: recvfrom(2)'s contract; `done < len`.
+                |done| unsafe { sys::recvfrom(fd, at(done), len - done, nb, addr, addrlen) },
+                // SAFETY: as above.
+                |done| unsafe { sys::recvfrom(fd, at(done), len - done, flags, addr, addrlen) },
+            );
+        }
+        single(
             hub,
             fd,
             false,
-            len,
-            // SAFETY: recvfrom(2)'s contract; `done < len`.
-            |done| unsafe { sys::recvfrom(fd, at(done), len - done, nb, addr, addrlen) },
-            // SAFETY: as above.
-            |done| unsafe { sys::recvfrom(fd, at(done), len - done, flags, addr, addrlen) },
-        );
-    }
-    single(
-        hub,
-        fd,
-        false,
-        // SAFETY: recvfrom(2)'s contract.
-        || unsafe { sys::recvfrom(fd, buf, len, nb, addr, addrlen) },
-        // SAFETY: recvfrom(2)'s contract.
-        || unsafe { sys::recvfrom(fd, buf, len, flags, addr, addrlen) },
-    )
+            // SAFETY: recvfrom(2)'s contract.
+            || unsafe { sys::recvfrom(fd, buf, len, nb, addr, addrlen) },
+            // SAFETY: recvfrom(2)'s contract.
+            || unsafe { sys::recvfrom(fd, buf, len, flags, addr, addrlen) },
+        )
+    })
 }
 
 /// `recvmsg(2)`: in a greenlet, without `MSG_DONTWAIT`, parks until data. (`MSG_WAITALL` passes
@@ -551,26 +568,28 @@ pub unsafe extern "C" fn sendto(
         // SAFETY: sendto(2)'s contract.
         return unsafe { sys::sendto(fd, buf, len, flags, addr, addrlen) };
     };
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    all(
-        hub,
-        fd,
-        true,
-        len,
-        // SAFETY: sendto(2)'s contract; `done < len`.
-        |done| unsafe {
-            sys::sendto(
-                fd,
-                at(done),
-                len - done,
-                flags | libc::MSG_DONTWAIT,
-                addr,
-                addrlen,
-            )
-        },
-        // SAFETY: as above.
-        |done| unsafe { sys::sendto(fd, at(done), len - done, flags, addr, addrlen) },
-    )
+    outline(move || {
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        all(
+            hub,
+            fd,
+            true,
+            len,
+            // SAFETY: sendto(2)'s contract; `done < len`.
+            |done| unsafe {
+                sys::sendto(
+                    fd,
+                    at(done),
+                    len - done,
+                    flags | libc::MSG_DONTWAIT,
+                    addr,
+                    addrlen,
+                )
+            },
+            // SAFETY: as above.
+            |done| unsafe { sys::sendto(fd, at(done), len - done, flags, addr, addrlen) },
+        )
+    })
 }
 
 /// `sendmsg(2)`: in a greenlet, without `MSG_DONTWAIT`, parks until all is queued (ancillary
