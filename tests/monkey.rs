@@ -377,6 +377,39 @@ fn killing_a_greenlet_parked_in_std_read_ends_the_read_with_an_error() {
         });
         hub::sleep(Duration::from_millis(10));
         reader.kill();
+        // No unwind crosses the extern "C" read: it returned ECANCELED, and the greenlet's own
+        // code decided what to do with that (here: return it).
+        match reader.join() {
+            Ok(Err(e)) => assert_eq!(e.raw_os_error(), Some(libc::ECANCELED), "{e}"),
+            other => panic!("expected the read to fail with ECANCELED, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_killed_greenlet_fails_every_further_interposed_wait_at_once() {
+    hub::run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let _peer = hub::spawn(move || l.accept().map(|(s, _)| s));
+        let g = hub::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut errors = Vec::new();
+            for _ in 0..3 {
+                errors.push(c.read(&mut [0u8; 16]).unwrap_err().raw_os_error());
+            }
+            let start = Instant::now();
+            std::thread::sleep(Duration::from_secs(5)); // returns at once: killed
+            (errors, start.elapsed())
+        });
+        hub::sleep(Duration::from_millis(10));
+        g.kill();
+        let (errors, slept) = g.join().unwrap();
+        assert_eq!(errors, vec![Some(libc::ECANCELED); 3]);
+        assert!(
+            slept < Duration::from_secs(1),
+            "slept {slept:?} after the kill"
+        );
     });
 }
 
