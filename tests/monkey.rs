@@ -855,3 +855,50 @@ fn hub_callbacks_and_threads_without_a_hub_pass_through() {
         assert!(done.get());
     });
 }
+
+static BEFORE_MAIN_OK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs before `main` (and before std's runtime set-up): interposed calls must work there.
+extern "C" fn before_main() {
+    // SAFETY: plain calls with valid (or deliberately invalid, for EBADF) arguments.
+    let ok = unsafe {
+        let slept = libc::usleep(1) == 0;
+        let bad = libc::read(-1, std::ptr::null_mut(), 0) == -1
+            && *libc::__errno_location() == libc::EBADF;
+        let polled = libc::poll(std::ptr::null_mut(), 0, 0) == 0;
+        slept && bad && polled
+    };
+    BEFORE_MAIN_OK.store(ok, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static BEFORE_MAIN: extern "C" fn() = before_main;
+
+#[test]
+fn interposed_calls_work_before_main() {
+    assert!(BEFORE_MAIN_OK.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[test]
+fn thread_exit_teardown_ends_greenlets_parked_in_interposed_calls() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let (c, s) = pair();
+        // Parked in std's read (nobody writes) and in thread::sleep when the thread ends; the
+        // hub's teardown kills both: the calls return (ECANCELED / early) and the greenlets end.
+        let reader = hub::spawn(move || {
+            let mut c = c;
+            let r = c.read(&mut [0u8; 1]);
+            let _ = tx.send(r.map_err(|e| e.raw_os_error()));
+        });
+        let sleeper = hub::spawn(|| std::thread::sleep(Duration::from_secs(30)));
+        hub::sleep(Duration::from_millis(10));
+        drop((reader, sleeper));
+        s // returned, so the peer stays open past the thread's teardown (no EOF for the reader)
+    });
+    let start = Instant::now();
+    let _peer = t.join().unwrap();
+    assert!(start.elapsed() < SLACK, "teardown waited for the sleep");
+    assert_eq!(rx.recv_timeout(SLACK).unwrap(), Err(Some(libc::ECANCELED)));
+}
