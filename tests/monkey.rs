@@ -755,23 +755,19 @@ fn registrations_follow_close_dup_and_dup2_and_survive_unseen_closes() {
             let w = write_later(s2, 20 + round);
             assert_eq!(read_byte(d.as_raw_fd()), 20 + round);
             let keep = (w.join().unwrap(), c2); // so the next socket takes `d`'s number
-                                                // A close greenhub does not see (a raw system call), then the number reused.
+                                                // A close greenhub does not see, the number reused for another socket: a raw dup3
+                                                // (no hook runs) replaces `d`'s file under its registered number at once.
             let fd = d.as_raw_fd();
             std::mem::forget(d);
-            // SAFETY: `d`'s descriptor, forgotten above so it is closed once.
-            assert_eq!(unsafe { libc::syscall(libc::SYS_close, fd) }, 0);
             let (c3, s3) = conn();
-            assert!(
-                c3.as_raw_fd() == fd || s3.as_raw_fd() == fd,
-                "the number was reused"
-            );
-            let (reader, writer) = if c3.as_raw_fd() == fd {
-                (c3, s3)
-            } else {
-                (s3, c3)
-            };
-            let w = write_later(writer, 30 + round);
-            assert_eq!(read_byte(reader.as_raw_fd()), 30 + round);
+            // SAFETY: `fd` is ours (forgotten above); dup3 atomically makes it name c3's socket.
+            let r = unsafe { libc::syscall(libc::SYS_dup3, c3.as_raw_fd(), fd, 0) };
+            assert_eq!(r, fd as libc::c_long);
+            let w = write_later(s3, 30 + round);
+            assert_eq!(read_byte(fd), 30 + round);
+            // SAFETY: closed once; c3 keeps its own descriptor.
+            assert_eq!(unsafe { libc::close(fd) }, 0);
+            drop(c3);
             drop((w.join().unwrap(), keep));
         }
     });
@@ -901,4 +897,61 @@ fn thread_exit_teardown_ends_greenlets_parked_in_interposed_calls() {
     let _peer = t.join().unwrap();
     assert!(start.elapsed() < SLACK, "teardown waited for the sleep");
     assert_eq!(rx.recv_timeout(SLACK).unwrap(), Err(Some(libc::ECANCELED)));
+}
+
+#[test]
+fn epoll_wait_on_the_programs_own_epoll_parks_only_the_greenlet() {
+    hub::run(|| {
+        let ticker = Ticker::start();
+        let (c, s) = pair();
+        // SAFETY: plain epoll calls on descriptors this test owns; the event struct is live.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(ep >= 0);
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 7,
+        };
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.as_raw_fd(), &mut ev) },
+            0
+        );
+        let w = write_later(s, b'e');
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        let start = Instant::now();
+        // SAFETY: `out` is writable for 4 events.
+        let n = unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), 4, 5_000) };
+        assert_eq!(n, 1);
+        assert_eq!({ out[0].u64 }, 7);
+        assert!(start.elapsed() < SLACK);
+        let _peer = w.join().unwrap(); // kept open: its close would make `c` readable (EOF)
+                                       // A timeout returns 0 after about the timeout, cooperatively.
+        let mut b = [0u8; 1];
+        (&c).read_exact(&mut b).unwrap();
+        let start = Instant::now();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), 4, 20) }, 0);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        // SAFETY: our own descriptor, closed once.
+        unsafe { libc::close(ep) };
+        let ticks = ticker.stop();
+        assert!(ticks >= 5, "the hub stalled: {ticks}");
+    });
+}
+
+extern "C" {
+    fn __read_chk(fd: i32, buf: *mut libc::c_void, nbytes: usize, buflen: usize) -> isize;
+}
+
+#[test]
+fn fortified_read_is_reached_too() {
+    hub::run(|| {
+        let (c, s) = pair();
+        let w = write_later(s, b'f');
+        let mut b = [0u8; 4];
+        // SAFETY: `b` is writable for its 4 bytes, and we say so.
+        let n = unsafe { __read_chk(c.as_raw_fd(), b.as_mut_ptr().cast(), 4, 4) };
+        assert_eq!((n, b[0]), (1, b'f'));
+        drop(w.join().unwrap());
+    });
 }

@@ -947,6 +947,150 @@ pub unsafe extern "C" fn select(
     }
 }
 
+/// `epoll_wait(2)` on an epoll instance of the program's own (a mio- or epoll-based library
+/// used from a greenlet): in a greenlet, a zero-timeout wait first; if nothing is ready, the
+/// greenlet parks until the epoll descriptor itself becomes readable (epoll instances can be
+/// watched by epoll) or the timeout passes, then waits with a zero timeout again. The hub's own
+/// poll runs in the hub context and is never affected.
+///
+/// # Safety
+/// epoll_wait(2)'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_wait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    maxevents: c_int,
+    timeout: c_int,
+) -> c_int {
+    let Some(hub) = cooperative() else {
+        // SAFETY: epoll_wait(2)'s contract.
+        return unsafe { sys::epoll_wait(epfd, events, maxevents, timeout) };
+    };
+    // SAFETY: epoll_wait(2)'s contract.
+    let now = || unsafe { sys::epoll_wait(epfd, events, maxevents, 0) };
+    let r = now();
+    if r != 0 || timeout == 0 {
+        return r;
+    }
+    let _busy = Busy::enter();
+    let deadline = if timeout < 0 {
+        None
+    } else {
+        Instant::now().checked_add(Duration::from_millis(timeout as u64))
+    };
+    let want = [Want {
+        fd: epfd,
+        read: true,
+        write: false,
+    }];
+    loop {
+        match wait::wait(hub, &want, deadline) {
+            Ok(Wake::Woken) => {
+                let r = now();
+                if r != 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return r;
+                }
+            }
+            Ok(Wake::TimedOut) => return now(),
+            Ok(Wake::ScopeExpired) => return fail(libc::ETIMEDOUT) as c_int,
+            Ok(_) => return fail(libc::ECANCELED) as c_int,
+            Err(_) => {
+                // SAFETY: epoll_wait(2)'s contract.
+                return unsafe { sys::epoll_wait(epfd, events, maxevents, remaining_ms(deadline)) };
+            }
+        }
+    }
+}
+
+// The `_FORTIFY_SOURCE` entry points: C code built with fortification (as distributions build
+// their libraries) calls these instead of `read`, `recv`, `recvfrom`, `poll`. Each makes glibc's
+// check and then is the plain function.
+
+extern "C" {
+    /// glibc's "buffer overflow detected" abort.
+    fn __chk_fail() -> !;
+}
+
+/// `__read_chk`: `read` with the destination's size checked.
+///
+/// # Safety
+/// read(2)'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    nbytes: size_t,
+    buflen: size_t,
+) -> ssize_t {
+    if nbytes > buflen {
+        // SAFETY: glibc's abort, no arguments.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: read(2)'s contract.
+    unsafe { read(fd, buf, nbytes) }
+}
+
+/// `__recv_chk`: `recv` with the destination's size checked.
+///
+/// # Safety
+/// recv(2)'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
+    if len > buflen {
+        // SAFETY: glibc's abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: recv(2)'s contract.
+    unsafe { recv(fd, buf, len, flags) }
+}
+
+/// `__recvfrom_chk`: `recvfrom` with the destination's size checked.
+///
+/// # Safety
+/// recvfrom(2)'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+) -> ssize_t {
+    if len > buflen {
+        // SAFETY: glibc's abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: recvfrom(2)'s contract.
+    unsafe { recvfrom(fd, buf, len, flags, addr, addrlen) }
+}
+
+/// `__poll_chk`: `poll` with the array's size checked.
+///
+/// # Safety
+/// poll(2)'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: c_int,
+    fdslen: size_t,
+) -> c_int {
+    if fdslen / std::mem::size_of::<pollfd>() < nfds as usize {
+        // SAFETY: glibc's abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: poll(2)'s contract.
+    unsafe { poll(fds, nfds, timeout) }
+}
+
 /// `nanosleep(2)`: in a greenlet, `hub::sleep` (`rem` is left alone: the sleep is never
 /// interrupted by a signal).
 ///

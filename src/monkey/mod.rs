@@ -33,7 +33,8 @@
 //!
 //! `read`, `write`, `readv`, `writev`, `recv`, `recvfrom`, `recvmsg`, `send`, `sendto`,
 //! `sendmsg`, `connect`, `accept`, `accept4`, `poll`, `nanosleep`, `clock_nanosleep`, `usleep`,
-//! `sleep`, `select`, `getaddrinfo`, and for bookkeeping `close`, `dup2`, `dup3`.
+//! `sleep`, `select`, `epoll_wait`, `getaddrinfo`, the `_FORTIFY_SOURCE` variants `__read_chk`,
+//! `__recv_chk`, `__recvfrom_chk`, `__poll_chk`, and for bookkeeping `close`, `dup2`, `dup3`.
 //!
 //! # The rule
 //!
@@ -63,6 +64,9 @@
 //!   connection is pending; if not, the greenlet parks until the listener is readable.
 //!   (Another *thread* accepting from the same listener between that poll and the accept would
 //!   make this accept block the thread — correct, only not cooperative.)
+//! - **`epoll_wait`** on the program's own epoll instance (a mio-based library used from a
+//!   greenlet) parks until the epoll descriptor itself is readable; the hub's own `epoll_wait`
+//!   runs in the hub context and passes through.
 //! - **`poll`** (and **`select`**, which libcurl uses) does a zero-timeout poll first; if nothing is ready it parks on every descriptor
 //!   at once until one becomes ready or the timeout passes, then polls again. Any descriptor
 //!   type epoll accepts works here, pipes included.
@@ -116,8 +120,7 @@
 //! the symbols (below). Not reached: code that makes raw `syscall()`s (or inline `svc`/`syscall`
 //! instructions), io_uring, time read through the vDSO (`clock_gettime` — a busy-wait on the
 //! clock stays busy), glibc's internal calls (its resolver, `fopen`/`fread` on sockets, `system`),
-//! the `_FORTIFY_SOURCE` variants (`__read_chk`, `__recv_chk`, `__poll_chk`, ...),
-//! `epoll_wait`, `pselect`/`ppoll`, futex waits (`std::sync::Mutex`, `Condvar`, channels,
+//! the other `_FORTIFY_SOURCE` variants, `epoll_pwait`/`epoll_pwait2`, `pselect`/`ppoll`, futex waits (`std::sync::Mutex`, `Condvar`, channels,
 //! `JoinHandle::join`: they block the whole hub), `sendfile`/`splice`, and other threads' calls (a thread
 //! without a hub passes everything through).
 //!
@@ -168,8 +171,8 @@
 //!
 //! # Re-entrancy
 //!
-//! The hub itself calls `epoll_wait` (not interposed) and `read`/`write` on its eventfd waker (not
-//! a socket: passed through; and the hub context never cooperates). Thread-local state read on
+//! The hub itself calls `epoll_wait` and `read`/`write` on its eventfd waker — from the hub
+//! context, which never cooperates: they are the plain system calls. Thread-local state read on
 //! every call is `const` and destructor-free (readable before `main`, from C threads and during
 //! thread-local destruction); the descriptor table is read with `try_with`. While the monkey
 //! layer works for a call, a per-thread flag makes nested interposed calls pass through, and it

@@ -261,6 +261,32 @@ pub(crate) unsafe fn select(
     }
 }
 
+/// `epoll_wait(2)`, as `epoll_pwait` with no signal mask (what aarch64 has, and what glibc
+/// calls on every target).
+///
+/// # Safety
+/// `events` is writable for `max` entries.
+pub(crate) unsafe fn epoll_wait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout_ms: c_int,
+) -> c_int {
+    let no_mask: *const c_void = std::ptr::null();
+    // SAFETY: the caller's contract; a null mask keeps the thread's signal mask.
+    unsafe {
+        sys!(
+            libc::SYS_epoll_pwait,
+            epfd,
+            events,
+            max,
+            timeout_ms,
+            no_mask,
+            8usize
+        ) as c_int
+    }
+}
+
 /// `nanosleep(2)`.
 ///
 /// # Safety
