@@ -67,9 +67,9 @@
 //! - **`epoll_wait`** on the program's own epoll instance (a mio-based library used from a
 //!   greenlet) parks until the epoll descriptor itself is readable; the hub's own `epoll_wait`
 //!   runs in the hub context and passes through.
-//! - **`poll`** (and **`select`**, which libcurl uses) does a zero-timeout poll first; if nothing is ready it parks on every descriptor
-//!   at once until one becomes ready or the timeout passes, then polls again. Any descriptor
-//!   type epoll accepts works here, pipes included.
+//! - **`poll`** (and **`select`**, which libcurl uses) does a zero-timeout poll first; if
+//!   nothing is ready it parks on every descriptor at once until one becomes ready or the timeout
+//!   passes, then polls again. Any descriptor type epoll accepts works here, pipes included.
 //! - **Sleeps** (`nanosleep` — std's `thread::sleep` —, `clock_nanosleep` on the monotonic,
 //!   realtime and boot-time clocks, `usleep`, `sleep`) become `hub::sleep`.
 //! - **`getaddrinfo`** runs libc's resolver on [`crate::threadpool`]; only the calling greenlet
@@ -85,7 +85,6 @@
 //!   promptly; code that retries errors forever cannot be killed.
 //! - **Signals** do not interrupt a park: a cooperating call behaves as if every handler had
 //!   `SA_RESTART` (and `nanosleep` never returns `EINTR`).
-//!
 //! - **Standard streams** (descriptors 0, 1, 2) always pass through `read`/`write`/`readv`/
 //!   `writev`, even when they are sockets: std serialises them with a lock that is re-entrant
 //!   per *thread*, so a greenlet parked inside `println!` would let another greenlet of its
@@ -120,9 +119,10 @@
 //! the symbols (below). Not reached: code that makes raw `syscall()`s (or inline `svc`/`syscall`
 //! instructions), io_uring, time read through the vDSO (`clock_gettime` — a busy-wait on the
 //! clock stays busy), glibc's internal calls (its resolver, `fopen`/`fread` on sockets, `system`),
-//! the other `_FORTIFY_SOURCE` variants, `epoll_pwait`/`epoll_pwait2`, `pselect`/`ppoll`, futex waits (`std::sync::Mutex`, `Condvar`, channels,
-//! `JoinHandle::join`: they block the whole hub), `sendfile`/`splice`, and other threads' calls (a thread
-//! without a hub passes everything through).
+//! the other `_FORTIFY_SOURCE` variants, `epoll_pwait`/`epoll_pwait2`, `pselect`/`ppoll`, futex
+//! waits (`std::sync::Mutex`, `Condvar`, channels, `JoinHandle::join`: they block the whole hub),
+//! `sendfile`/`splice`, and other threads' calls (a thread without a hub passes everything
+//! through).
 //!
 //! # How interposition works at link time
 //!
@@ -132,6 +132,12 @@
 //! library's: every reference to `read` in the executable — std's, other crates', statically
 //! linked C code's — binds to greenhub's. libc's own internal calls use hidden aliases
 //! (`__read`, `__libc_recv`) and are untouched.
+//!
+//! The definitions are linked whenever the program uses anything of greenhub (checked with `nm`
+//! on a binary whose only greenhub call is `hub::yield_now`, debug and release; rustc's link line
+//! carries a synthetic `symbols.o` naming the exported symbols of the crates it links). A
+//! dependency that no code names is not linked at all — and then there are no greenlets for the
+//! definitions to serve.
 //!
 //! Shared libraries (`libcurl.so`, an NSS module, anything `dlopen`ed) bind `read` at run time,
 //! through the dynamic linker's global search, which looks at the executable first — *if the
@@ -144,18 +150,22 @@
 //! and `-C link-arg=-Wl,--export-dynamic-symbol=read` (per function) or `-C link-arg=-rdynamic`
 //! force it where a linker behaved otherwise.
 //!
-//! Why the real functions are reached with `syscall(2)` and not `dlsym(RTLD_NEXT, ..)`: the
+//! Why the real functions are reached with system calls and not `dlsym(RTLD_NEXT, ..)`: the
 //! system call is exactly what glibc's wrappers do for these functions (plus pthread
 //! cancellation points, which Rust does not use); `dlsym` can allocate and take locks, may itself
 //! read files (recursion into our `read` before its pointer is known), and is not
 //! async-signal-safe, while these functions are called from signal handlers, before `main`, and
-//! during thread teardown. `libc::syscall` sets `errno` as the wrappers do; `clock_nanosleep`,
-//! which returns its error, restores `errno` as glibc's does. Only `getaddrinfo` has no system
-//! call and uses `dlsym(RTLD_NEXT)`, once, from a greenlet (never a signal handler).
+//! during thread teardown. The system-call instruction is issued inline (`sys.rs`; not
+//! `libc::syscall`, a variadic call through the PLT) and `errno` is set from its result exactly
+//! as glibc's wrappers set it; `clock_nanosleep`, which returns its error, leaves `errno` alone as
+//! glibc's does. Only `getaddrinfo` has no system call and uses `dlsym(RTLD_NEXT)`, once, from a
+//! greenlet (never a signal handler).
 //!
 //! `fcntl` and `ioctl` are not defined: the program's non-blocking flag is the descriptor's own
-//! `O_NONBLOCK`, which greenhub never leaves changed, so there is nothing to track. (Had they
-//! been needed: both are variadic in C, and defining them with a fixed `c_ulong` third argument
+//! `O_NONBLOCK`, which greenhub never leaves changed (the kernel keeps it for us, whoever set it:
+//! `fcntl`, `ioctl(FIONBIO)`, `SOCK_NONBLOCK`, `accept4`, a C library), so there is nothing to
+//! track — and no cache that could go stale. The price: one `fcntl(F_GETFL)` each time a call is
+//! about to park. (Had they been needed: both are variadic in C, and defining them with a fixed `c_ulong` third argument
 //! is sound on x86_64 SysV and aarch64 Linux AAPCS64, where variadic integer and pointer
 //! arguments travel in the same registers as fixed ones — x86_64 callers also set `al`, which a
 //! non-variadic callee ignores — but not on Apple's aarch64 ABI, which passes variadic arguments
