@@ -955,3 +955,49 @@ fn fortified_read_is_reached_too() {
         drop(w.join().unwrap());
     });
 }
+
+#[test]
+fn poll_on_several_descriptors_parks_on_all_of_them() {
+    let mut pipes = [[0i32; 2]; 3];
+    for p in &mut pipes {
+        // SAFETY: pipe writes two descriptors into the array.
+        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    }
+    hub::run(move || {
+        let ticker = Ticker::start();
+        // Only the last pipe gets a byte, from another greenlet, later.
+        let w = pipes[2][1];
+        let writer = hub::spawn(move || {
+            hub::sleep(Duration::from_millis(20));
+            // SAFETY: one byte from a live buffer to our pipe.
+            assert_eq!(unsafe { libc::write(w, b"z".as_ptr().cast(), 1) }, 1);
+        });
+        let mut fds: Vec<libc::pollfd> = pipes
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p[0],
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let start = Instant::now();
+        // SAFETY: `fds` is a live array of 3 pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 5_000) };
+        assert!(start.elapsed() >= Duration::from_millis(15));
+        assert_eq!(n, 1);
+        assert_eq!(
+            fds.iter().map(|p| p.revents).collect::<Vec<_>>(),
+            [0, 0, libc::POLLIN]
+        );
+        writer.join().unwrap();
+        let ticks = ticker.stop();
+        assert!(ticks >= 5, "the hub stalled: {ticks}");
+    });
+    for p in pipes {
+        // SAFETY: our own descriptors, closed once.
+        unsafe {
+            libc::close(p[0]);
+            libc::close(p[1]);
+        }
+    }
+}
