@@ -187,6 +187,12 @@
 //! thread-local destruction); the descriptor table is read with `try_with`. While the monkey
 //! layer works for a call, a per-thread flag makes nested interposed calls pass through, and it
 //! is cleared across every park so other greenlets are unaffected.
+//!
+//! Signal handlers: an interposed call made by a handler that interrupted a greenlet counts as
+//! made in that greenlet. The usual handler calls are safe — `write` to a pipe or to stderr
+//! passes through (greenhub's own overflow report writes to fd 2), a non-blocking self-pipe
+//! socket gets `EAGAIN` — but a handler that writes to a *blocking* socket whose buffer is full
+//! would park inside the handler. Do not do that (it is not async-signal-safe design anyway).
 
 #[cfg(feature = "monkey")]
 mod interpose;
