@@ -93,6 +93,7 @@ pub use remote::threadpool;
 
 mod block_on;
 mod monitor;
+pub mod monkey;
 
 pub mod hub;
 

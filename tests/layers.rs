@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("timeout", 3),
     ("remote", 4),
     ("block_on", 5),
+    ("monkey", 5),
     ("monitor", 5),
     ("hub", 6),
     ("io", 7),

@@ -156,7 +156,12 @@ fn guard_dropped_out_of_order_closes_its_own_scope() {
 fn a_computation_that_never_blocks_is_not_interrupted() {
     hub::run(|| {
         let r = timeout(Duration::from_millis(5), || {
-            std::thread::sleep(Duration::from_millis(20)); // blocks the thread, not a greenlet
+            // Computes without any blocking point (a spin: under the `monkey` feature
+            // `thread::sleep` would be a cooperative sleep, which the scope does interrupt).
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(20) {
+                std::hint::spin_loop();
+            }
             1
         });
         assert_eq!(r, Ok(1));

@@ -32,6 +32,11 @@
 //! `GREENHUB_BENCH_SECS`, `GREENHUB_BENCH_ROUNDS`, `GREENHUB_BENCH_CONNS=1,50`,
 //! `GREENHUB_BENCH_SIZES=64,4096`, `GREENHUB_BENCH_PEERS=greenhub-stack,tokio` override the plan
 //! (the last is handy under `valgrind --tool=callgrind`, which follows only this process).
+//!
+//! `cargo bench --features monkey --bench echo` adds the peer `std-monkey`: the std::net
+//! thread-per-connection server with `hub::spawn` in place of `thread::spawn`, made cooperative by
+//! libc interposition. With the feature every peer's system calls go through greenhub's
+//! pass-through definitions, so compare peers within one such run.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -415,6 +420,33 @@ fn threads_server() -> Server {
     })
 }
 
+/// The std::net thread-per-connection server of `threads_server` with `thread::spawn` ->
+/// `hub::spawn`, made cooperative by the `monkey` feature (libc interposition).
+#[cfg(feature = "monkey")]
+fn std_monkey_server() -> Server {
+    spawn_server("std-monkey", |l, stop| {
+        assert!(greenhub::monkey::is_active());
+        greenhub::hub::run(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let _ = s.set_nodelay(true);
+                greenhub::hub::spawn(move || {
+                    let mut buf = vec![0u8; BUF];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        None
+    })
+}
+
 const PEERS: &[&str] = &[
     "greenhub-stack",
     "greenhub-heap",
@@ -422,6 +454,8 @@ const PEERS: &[&str] = &[
     "may-1w",
     "mio-loop",
     "threads",
+    #[cfg(feature = "monkey")]
+    "std-monkey",
 ];
 
 fn start_peer(name: &str) -> Server {
@@ -432,6 +466,8 @@ fn start_peer(name: &str) -> Server {
         "may-1w" => may_server(),
         "mio-loop" => mio_server(),
         "threads" => threads_server(),
+        #[cfg(feature = "monkey")]
+        "std-monkey" => std_monkey_server(),
         _ => panic!("unknown peer {name}"),
     }
 }

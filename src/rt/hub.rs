@@ -266,6 +266,12 @@ impl Hub {
         (!p.is_null()).then(|| unsafe { &*p })
     }
 
+    /// Whether a greenlet (not the hub context) is running.
+    #[cfg(feature = "monkey")]
+    pub(crate) fn in_greenlet(&self) -> bool {
+        !self.current.get().is_null()
+    }
+
     /// A waiter for the running greenlet's next (or current) park.
     #[track_caller]
     pub(crate) fn current_waiter(&self) -> Waiter {

@@ -216,6 +216,81 @@ impl Hub {
         }
     }
 
+    /// Whether `token` names a live I/O slot of this hub (never panics: for `monkey`, which may run
+    /// inside the hub's own dispatch).
+    #[cfg(feature = "monkey")]
+    pub(crate) fn io_is_live(&self, token: usize) -> bool {
+        self.io.try_borrow().is_ok_and(|io| io.contains(token))
+    }
+
+    /// (Re-)registers `fd` for both directions, for a caller that keeps its own fd → token table
+    /// (`monkey`): with `known`, a token this caller registered `fd` under before, an `EEXIST`
+    /// means the registration is still there (and still for the same open file) and the token is
+    /// returned; without, a new slot is made. A registration that fails removes a new slot.
+    ///
+    /// # Errors
+    /// The error of `epoll_ctl` (`EPERM` for a regular file, `EEXIST` if somebody else in
+    /// greenhub registered the descriptor), or "I/O slots busy" inside the hub's own dispatch.
+    #[cfg(feature = "monkey")]
+    pub(crate) fn io_register_known(&self, fd: RawFd, known: Option<usize>) -> io::Result<usize> {
+        let token = match known {
+            Some(k) => k,
+            None => self
+                .io
+                .try_borrow_mut()
+                .map_err(|_| io::Error::other("I/O slots busy"))?
+                .insert(IoSlot {
+                    readable: Cell::new(true),
+                    writable: Cell::new(true),
+                    read_closed: Cell::new(false),
+                    write_closed: Cell::new(false),
+                    urgent: Cell::new(false),
+                    readers: RefCell::default(),
+                    writers: RefCell::default(),
+                }),
+        };
+        let r = self
+            .poll
+            .borrow()
+            .registry()
+            .register(&mut SourceFd(&fd), Token(token), INTERESTS);
+        match r {
+            Ok(()) => Ok(token),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && known.is_some() => Ok(token),
+            Err(e) => {
+                if known.is_none() {
+                    if let Ok(mut io) = self.io.try_borrow_mut() {
+                        io.try_remove(token);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops a registration made with [`io_register_known`](Self::io_register_known) (before the
+    /// descriptor closes): deletes the epoll entry, removes the slot and wakes its waiters (they
+    /// retry and find the descriptor gone). Never panics; inside the hub's own dispatch the slot
+    /// stays until the hub goes away (a few words).
+    #[cfg(feature = "monkey")]
+    pub(crate) fn io_forget(&self, fd: RawFd, token: usize) {
+        let _ = self.poll.borrow().registry().deregister(&mut SourceFd(&fd));
+        let slot = match self.io.try_borrow_mut() {
+            Ok(mut io) => io.try_remove(token),
+            Err(_) => None,
+        };
+        if let Some(slot) = slot {
+            for w in slot
+                .readers
+                .into_inner()
+                .into_iter()
+                .chain(slot.writers.into_inner())
+            {
+                self.wake(&w, Wake::Woken);
+            }
+        }
+    }
+
     /// Undoes [`io_register`](Self::io_register). Call before the descriptor closes.
     pub(crate) fn io_deregister(&'static self, fd: RawFd, token: usize) {
         let _ = self.poll.borrow().registry().deregister(&mut SourceFd(&fd));
