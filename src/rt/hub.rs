@@ -252,6 +252,13 @@ impl Hub {
         unsafe { &*p }
     }
 
+    /// The running greenlet's id; `None` inside the hub context. Never panics.
+    pub(crate) fn running_id(&self) -> Option<u64> {
+        let p = self.current.get();
+        // SAFETY: as in `current_core`: a non-null `current` names the running task's core.
+        (!p.is_null()).then(|| unsafe { &*p }.id)
+    }
+
     /// A waiter for the running greenlet's next (or current) park.
     #[track_caller]
     pub(crate) fn current_waiter(&self) -> Waiter {

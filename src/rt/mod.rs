@@ -16,6 +16,7 @@
 //! | `guard.rs` | the guard-page table and the `SIGSEGV` handler that names an overflowing greenlet |
 //! | `teardown.rs` | killing what is left, freeing the hub at thread exit |
 //! | `config.rs`, `stats.rs` | settings from the environment; counters |
+//! | `warn.rs` | the runtime's warnings: `tracing`, or stderr (rate-limited) when no subscriber is set |
 //!
 //! # Invariants
 //!
@@ -66,12 +67,15 @@ mod stats;
 mod task;
 mod teardown;
 mod timer;
+pub(crate) mod warn;
 
 pub(crate) use beacon::Beacon;
 pub(crate) use config::Settings;
 pub(crate) use hub::{current_hub, existing_hub, has_hub, Hub};
 pub(crate) use io::Dir;
 pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
+pub(crate) use sched::Start;
 pub(crate) use task::{
     panic_message, Core, KillSignal, Kind, Scope, State, Task, WaitOn, Waiter, Wake,
 };
+pub(crate) use warn::{warn_at, Warning};
