@@ -55,6 +55,8 @@ fn deep(n: u32) -> Backtrace {
 }
 
 fn main() {
+    // greenhub's runtime warnings (blocked hub, accept back-off, detached panics) go to tracing.
+    tracing_subscriber::fmt::init();
     // A worker whose slice is evicted and restored before it captures: a second worker takes the
     // shared stack in between.
     let a = hub::spawn(|| {

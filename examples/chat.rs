@@ -65,6 +65,8 @@ fn handle(room: &RefCell<Room>, stream: TcpStream, peer: SocketAddr) -> std::io:
 }
 
 fn main() -> std::io::Result<()> {
+    // greenhub's runtime warnings (blocked hub, accept back-off, detached panics) go to tracing.
+    tracing_subscriber::fmt::init();
     let mut addr = String::from("127.0.0.1:7001");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

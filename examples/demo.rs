@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 use greenhub::hub;
 
 fn main() {
+    // greenhub's runtime warnings (blocked hub, accept back-off, detached panics) go to tracing.
+    tracing_subscriber::fmt::init();
     let t0 = Instant::now();
     let sum = hub::run(|| {
         let gs: Vec<_> = (0..1000u64)

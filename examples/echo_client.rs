@@ -78,6 +78,8 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
 }
 
 fn main() {
+    // greenhub's runtime warnings (blocked hub, accept back-off, detached panics) go to tracing.
+    tracing_subscriber::fmt::init();
     let args = parse_args();
     let Args {
         addr,

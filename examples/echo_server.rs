@@ -44,6 +44,8 @@ fn echo(stream: &mut TcpStream, buf: &mut [u8]) {
 }
 
 fn main() -> std::io::Result<()> {
+    // greenhub's runtime warnings (blocked hub, accept back-off, detached panics) go to tracing.
+    tracing_subscriber::fmt::init();
     let mut addr = String::from("127.0.0.1:7000");
     let mut heap = false;
     let mut threads: Option<usize> = None;

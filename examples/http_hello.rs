@@ -93,6 +93,8 @@ fn serve(stream: &TcpStream) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
+    // greenhub's runtime warnings (blocked hub, accept back-off, detached panics) go to tracing.
+    tracing_subscriber::fmt::init();
     let mut addr = String::from("127.0.0.1:8080");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

@@ -400,3 +400,42 @@ fn a_deadlock_report_in_hub_run_names_the_whole_chain() {
         "the report does not say who holds the Mutex: {m}"
     );
 }
+
+// ---- item 10: warnings nobody saw ----------------------------------------------------------
+
+#[test]
+fn without_a_subscriber_runtime_warnings_reach_stderr_once_per_kind_per_second() {
+    const NAME: &str =
+        "without_a_subscriber_runtime_warnings_reach_stderr_once_per_kind_per_second";
+    if is_child(NAME) {
+        panic::set_hook(Box::new(|_| {})); // only greenhub's own lines on stderr
+        hub::run(|| {
+            hub::enable_monitor(Duration::from_millis(20));
+            let t0 = Instant::now();
+            for _ in 0..20 {
+                drop(hub::spawn(|| panic!("detached boom")));
+            }
+            hub::yield_now();
+            // Holds the hub without blocking: the monitor reports it.
+            hub::spawn(|| std::thread::sleep(Duration::from_millis(300)))
+                .join()
+                .unwrap();
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "the burst took too long"
+            );
+        });
+        return;
+    }
+    let err = child_ok(&run_child(NAME, &[], BOUND));
+    assert_eq!(
+        err.matches("panicked and nobody joined it: detached boom")
+            .count(),
+        1,
+        "20 detached panics within a second print one line:\n{err}"
+    );
+    assert!(
+        err.contains("greenhub monitor: greenlet") && err.contains("without blocking"),
+        "the monitor's report is not on stderr:\n{err}"
+    );
+}

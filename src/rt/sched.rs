@@ -27,6 +27,7 @@ use super::hub::Hub;
 use super::stats::add;
 use super::task::{panic_message, Core, KillSignal, Kind, State, Task, WaitOn, Waiter, Wake};
 use super::timer::TimerKey;
+use super::warn::{warn_at, Warning};
 use crate::sys::switch as arch;
 
 /// Ready greenlets resumed per loop iteration before I/O and timers get their turn.
@@ -251,8 +252,7 @@ impl Hub {
                 self.interrupt(core);
             }
             _ if cfg!(panic = "abort") => {
-                tracing::warn!(
-                    greenlet.id = core.id,
+                warn_at!(Warning::Abandoned, warn, { greenlet.id = core.id, }
                     "greenhub: {} cannot be unwound under panic=abort; its stack is abandoned and the \
                      destructors on it will not run",
                     core.describe()
@@ -468,7 +468,8 @@ impl Hub {
                 break;
             };
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
-                tracing::error!("greenhub: a hub callback panicked: {}", panic_message(&*p));
+                warn_at!(Warning::Runtime, error, {}
+                    "greenhub: a hub callback panicked: {}", panic_message(&*p));
             }
         }
     }
