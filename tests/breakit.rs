@@ -439,3 +439,69 @@ fn without_a_subscriber_runtime_warnings_reach_stderr_once_per_kind_per_second()
         "the monitor's report is not on stderr:\n{err}"
     );
 }
+
+// ---- item 12: timeout scopes in mpmc, select and unblock ------------------------------------
+
+/// Runs `f` under a 30 ms `timeout` and asserts the scope expired promptly (before the fix these
+/// calls ignored scopes and waited the 2 s until the other thread delivered).
+fn assert_scope_ends<T: std::fmt::Debug>(what: &str, f: impl FnOnce() -> T) {
+    let t0 = Instant::now();
+    let r = greenhub::timeout(Duration::from_millis(30), f);
+    assert!(r.is_err(), "{what}: the scope did not expire: {r:?}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{what} ignored the scope ({:?})",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn plain_mpmc_calls_select_and_unblock_observe_timeout_scopes() {
+    use greenhub::sync::mpmc;
+    use greenhub::threadpool;
+    const NAME: &str = "plain_mpmc_calls_select_and_unblock_observe_timeout_scopes";
+    if !is_child(NAME) {
+        // Before the fix the plain send below waited forever (a hang: bounded here).
+        child_ok(&run_child(NAME, &[], BOUND));
+        return;
+    }
+    hub::run(|| {
+        let (tx, rx) = mpmc::bounded::<u32>(1);
+        let (tx2, rx2) = mpmc::bounded::<u32>(1);
+        let feeder = {
+            let (tx, tx2) = (tx.clone(), tx2.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(2));
+                drop((tx, tx2));
+            })
+        };
+        assert_scope_ends("recv", || rx.recv());
+        assert_scope_ends("select", || mpmc::select(&[&rx, &rx2]));
+        tx.send(1).unwrap(); // full now
+        assert_scope_ends("send", || tx.send(2));
+        assert_scope_ends("unblock", || {
+            threadpool::unblock(|| std::thread::sleep(Duration::from_secs(2)))
+        });
+        let t0 = Instant::now();
+        let r = greenhub::timeout(Duration::from_millis(30), || {
+            threadpool::unblock_timeout(Duration::from_secs(10), || {
+                std::thread::sleep(Duration::from_secs(2))
+            })
+        });
+        assert!(matches!(r, Err(_) | Ok(None)), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_millis(1500));
+        // Under a bare guard nothing catches unblock's unwinding: the greenlet ends, saying why.
+        let g = hub::spawn(|| {
+            let _scope = greenhub::timeout::Timeout::start(Duration::from_millis(10));
+            threadpool::unblock(|| std::thread::sleep(Duration::from_millis(500)));
+        });
+        match g.join() {
+            Err(e @ GreenletError::Panicked(_)) => {
+                assert!(format!("{e}").contains("timeout scope expired"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        drop((tx, tx2, rx2));
+        feeder.join().unwrap();
+    });
+}

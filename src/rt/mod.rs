@@ -76,6 +76,6 @@ pub(crate) use io::Dir;
 pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
 pub(crate) use sched::Start;
 pub(crate) use task::{
-    panic_message, Core, KillSignal, Kind, Scope, State, Task, WaitOn, Waiter, Wake,
+    panic_message, Core, KillSignal, Kind, Scope, ScopeSignal, State, Task, WaitOn, Waiter, Wake,
 };
 pub(crate) use warn::{warn_at, Warning};

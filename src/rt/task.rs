@@ -283,6 +283,16 @@ pub(crate) trait Task {
 /// The payload a kill unwinds with. Private: user code can catch it but not forge it.
 pub(crate) struct KillSignal;
 
+/// The payload a blocking call with no error to return (`threadpool::unblock`) unwinds with when an
+/// enclosing timeout scope expires; `timeout()` turns it into `Err(Elapsed)`. Private.
+pub(crate) struct ScopeSignal;
+
+/// What [`panic_message`] says for a [`ScopeSignal`] nobody caught.
+pub(crate) const SCOPE_SIGNAL_MESSAGE: &str =
+    "greenhub: a timeout scope expired during a blocking \
+     call that has no error to return (threadpool::unblock); only timeout()/timeout_at() turn \
+     that into Err(Elapsed)";
+
 /// A waiter: "wake greenlet G if it is still in the park numbered `gen`". Lives on the heap, in wait
 /// lists, timers and I/O registrations; never on a waiter's stack ([invariant 1](super#invariants)).
 #[derive(Clone)]
@@ -314,6 +324,8 @@ pub(crate) fn panic_message(p: &(dyn Any + Send)) -> &str {
         s
     } else if let Some(s) = p.downcast_ref::<String>() {
         s
+    } else if p.is::<ScopeSignal>() {
+        SCOPE_SIGNAL_MESSAGE
     } else {
         "<non-string panic payload>"
     }

@@ -43,11 +43,13 @@
 //!
 //! # Timeouts
 //!
-//! The `_timeout` variants give up at their deadline and also observe the enclosing timeout scopes
-//! of [`crate::timeout()`] (returning their `Timeout` error). The plain `send`/`recv` have no
-//! timeout error to return and are not interrupted by scopes: they wait for room, a value or the
-//! disconnection. A greenlet whose kill is already unwinding cannot wait: its plain `recv`/`send`
-//! return the disconnection error.
+//! Every blocking call observes the enclosing timeout scopes of [`crate::timeout()`]. The
+//! `_timeout` variants give up at their own deadline or the scope's, returning their `Timeout`
+//! error. The plain `send`/`recv`/`select` have no timeout error: when a scope expires they return
+//! their only error (`SendError` with the value given back, `RecvError`) although the channel is
+//! still connected, and the scope reports the expiry (`timeout()` returns `Err(Elapsed)`). A
+//! greenlet that is unwinding (a kill or a panic) cannot wait: its plain `recv`/`send` return the
+//! same error at once.
 //!
 //! Zero-capacity (rendezvous) channels are not offered: `bounded(0)` panics.
 //!
@@ -314,13 +316,14 @@ impl<T> Sender<T> {
     /// calling greenlet, or blocking the thread outside a hub). Not interrupted by timeout scopes.
     ///
     /// # Errors
-    /// [`SendError`] with the value if every receiver is gone.
+    /// [`SendError`] with the value if every receiver is gone, or if an enclosing timeout scope
+    /// expires first (see the module's *Timeouts*).
     ///
     /// # Panics
     /// Inside a hub callback.
     #[track_caller]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        match self.send_deadline(value, None, false) {
+        match self.send_deadline(value, None, true) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v)) => {
                 Err(SendError(v))
@@ -418,13 +421,14 @@ impl<T> Receiver<T> {
     /// outside a hub). Not interrupted by timeout scopes.
     ///
     /// # Errors
-    /// [`RecvError`] when the channel is empty and every sender is gone.
+    /// [`RecvError`] when the channel is empty and every sender is gone, or if an enclosing
+    /// timeout scope expires first (see the module's *Timeouts*).
     ///
     /// # Panics
     /// Inside a hub callback.
     #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.recv_deadline(None, false).map_err(|_| RecvError)
+        self.recv_deadline(None, true).map_err(|_| RecvError)
     }
 
     /// Like [`recv`](Self::recv), giving up after `timeout` (or when an enclosing timeout scope
@@ -483,13 +487,14 @@ impl<T> Receiver<T> {
 /// scopes.
 ///
 /// # Errors
-/// [`RecvError`] when every receiver is disconnected (or `receivers` is empty).
+/// [`RecvError`] when every receiver is disconnected (or `receivers` is empty), or if an
+/// enclosing timeout scope expires first.
 ///
 /// # Panics
 /// Inside a hub callback.
 #[track_caller]
 pub fn select<T>(receivers: &[&Receiver<T>]) -> Result<(usize, T), RecvError> {
-    select_deadline(receivers, None, false).map_err(|_| RecvError)
+    select_deadline(receivers, None, true).map_err(|_| RecvError)
 }
 
 /// Like [`select`], giving up after `timeout` (or when an enclosing timeout scope expires).
