@@ -505,3 +505,46 @@ fn plain_mpmc_calls_select_and_unblock_observe_timeout_scopes() {
         feeder.join().unwrap();
     });
 }
+
+// ---- item 12: aarch64 switches FPCR --------------------------------------------------------
+
+/// Each greenlet keeps its own FPCR (rounding mode), as each keeps its MXCSR on x86_64
+/// (`tests/switch.rs`). Runs only on aarch64 (natively or under `.ci/aarch64-qemu`).
+#[cfg(target_arch = "aarch64")]
+mod aarch64 {
+    use greenhub::hub;
+
+    /// FPCR.RMode (bits 23:22) = 0b11: round towards zero.
+    const ROUND_TOWARDS_ZERO: u64 = 0b11 << 22;
+
+    fn fpcr() -> u64 {
+        let v: u64;
+        // SAFETY: reading FPCR has no side effects.
+        unsafe { core::arch::asm!("mrs {}, fpcr", out(reg) v) };
+        v
+    }
+
+    fn set_fpcr(v: u64) {
+        // SAFETY: writes only the float control register, which the test restores.
+        unsafe { core::arch::asm!("msr fpcr, {}", in(reg) v) };
+    }
+
+    #[test]
+    fn fpcr_is_per_greenlet() {
+        hub::run(|| {
+            let main_before = fpcr();
+            let g = hub::spawn(|| {
+                set_fpcr(fpcr() | ROUND_TOWARDS_ZERO);
+                hub::yield_now(); // main runs with its own FPCR meanwhile
+                let mine = fpcr();
+                set_fpcr(mine & !ROUND_TOWARDS_ZERO);
+                mine
+            });
+            hub::yield_now();
+            assert_eq!(fpcr(), main_before, "the greenlet's FPCR leaked into main");
+            let theirs = g.join().unwrap();
+            assert_eq!(theirs & ROUND_TOWARDS_ZERO, ROUND_TOWARDS_ZERO);
+            assert_eq!(fpcr(), main_before);
+        });
+    }
+}
