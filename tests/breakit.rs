@@ -548,3 +548,54 @@ mod aarch64 {
         });
     }
 }
+
+// ---- item 12: mpmc::bounded(0) is a rendezvous channel ------------------------------------
+
+#[test]
+fn a_zero_capacity_mpmc_channel_is_a_rendezvous() {
+    use greenhub::sync::mpmc::{self, SendTimeoutError, TryRecvError, TrySendError};
+    hub::run(|| {
+        let (tx, rx) = mpmc::bounded::<u32>(0); // before the fix: a panic
+        assert_eq!(tx.capacity(), Some(0));
+        // Nobody receives: try_send refuses, send_timeout gives the value back and leaves nothing.
+        assert!(matches!(tx.try_send(1), Err(TrySendError::Full(1))));
+        match tx.send_timeout(2, Duration::from_millis(20)) {
+            Err(SendTimeoutError::Timeout(2)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        // send returns only once a receiver (another thread, 50 ms later) has the value.
+        let rx2 = rx.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let v = rx2.recv().unwrap();
+            (v, Instant::now())
+        });
+        tx.send(3).unwrap();
+        let sent_at = Instant::now();
+        let (v, received_at) = t.join().unwrap();
+        assert_eq!(v, 3);
+        assert!(
+            received_at <= sent_at,
+            "send returned before the value was taken"
+        );
+        // Between greenlets: every value arrives, in order.
+        let tx2 = tx.clone();
+        let producer = hub::spawn(move || {
+            for i in 0..100 {
+                tx2.send(i).unwrap();
+            }
+        });
+        let got: Vec<u32> = (0..100).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+        producer.join().unwrap();
+        // The receivers go away while a sender waits for one: it gets its value back.
+        let waiting = hub::spawn(move || tx.send(9));
+        hub::yield_now();
+        drop(rx);
+        match waiting.join().unwrap() {
+            Err(mpmc::SendError(9)) => {}
+            other => panic!("{other:?}"),
+        }
+    });
+}
