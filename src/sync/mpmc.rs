@@ -466,7 +466,7 @@ impl<T> Sender<T> {
     }
 }
 
-/// The rendezvous side of a sender (see [`Rendezvous`]).
+/// The rendezvous side of a sender (see `Rendezvous`).
 impl<T> Sender<T> {
     fn rv(&self) -> &Rendezvous {
         self.chan.rendezvous.as_ref().expect("a rendezvous channel")
