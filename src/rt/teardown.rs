@@ -23,7 +23,8 @@
 //! - a started greenlet is **abandoned**: marked finished and never resumed; its control block,
 //!   stack slice and everything its stack owns are deliberately leaked (kept reachable from a
 //!   process-global list, so leak checkers see them as still reachable, not lost), because its frames
-//!   may refer to any of it. Its destructors do not run; a warning names it (`warn.rs`).
+//!   may refer to any of it; the hub's stacks stay mapped too (the occupant's frames are there).
+//!   Its destructors do not run; a warning names it (`warn.rs`).
 //!
 //! That is sound (leaking is safe; only running the greenlet could touch freed memory), and
 //! `hub::run` / `Runtime` are the way to have every destructor run. If the thread exits while a
@@ -97,13 +98,27 @@ impl Drop for TeardownGuard {
             bury(p as usize);
             return;
         }
-        hub.abandon_at_exit();
+        let abandoned = hub.abandon_at_exit();
         // SAFETY: `p` came from Box::into_raw in `Hub::install`. No worker will ever be resumed:
         // the unstarted were dropped, the started abandoned and leaked with everything they own
         // (`abandon_at_exit`); the hub context is suspended and never resumed again; CURRENT no
-        // longer hands the pointer out. So nothing that runs refers to the hub or its stacks
-        // (invariants 4 and 7).
-        drop(unsafe { Box::from_raw(p.cast_mut()) });
+        // longer hands the pointer out. So nothing that runs refers to the hub (invariants 4, 7).
+        let hub = unsafe { Box::from_raw(p.cast_mut()) };
+        if abandoned {
+            // The occupant's live frames are on the shared stack: keep the stacks mapped (only
+            // their touched pages cost memory), so what those frames own stays where its
+            // pointers are — leaked, not freed under them. The guard slot is released.
+            let Hub {
+                overflow,
+                shared,
+                hub_stack,
+                ..
+            } = *hub;
+            drop(overflow);
+            std::mem::forget((shared, hub_stack));
+        } else {
+            drop(hub);
+        }
     }
 }
 
@@ -165,8 +180,9 @@ impl Hub {
 impl Hub {
     /// Thread-exit teardown (see the module docs): drops the closures of greenlets that never
     /// started, abandons and leaks the started ones without resuming them, and warns about those.
-    /// Called with the hub already unreachable through `CURRENT`, from the main greenlet.
-    fn abandon_at_exit(&self) {
+    /// Called with the hub already unreachable through `CURRENT`, from the main greenlet. Returns
+    /// whether it abandoned any.
+    fn abandon_at_exit(&self) -> bool {
         let tasks: Vec<Rc<dyn Task>> = self.live.borrow_mut().drain().collect();
         let mut abandoned = Vec::new();
         for t in tasks {
@@ -204,5 +220,6 @@ impl Hub {
                 abandoned.join(", ")
             );
         }
+        !abandoned.is_empty()
     }
 }
