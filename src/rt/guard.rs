@@ -41,7 +41,10 @@
 //!   overflows are reported as a plain `SIGSEGV` (a `tracing` warning says so once).
 //! - At thread exit, Rust frees its alternate signal stack before thread-local destructors run. The
 //!   teardown guard no longer resumes any greenlet then (`teardown.rs`), so no greenlet stack can
-//!   overflow at that point; only the thread's own stack is in use, which is Rust's to report.
+//!   overflow at that point. The destructors it still runs (closures that never started, what the
+//!   hub owns) run on the thread's own stack; an overflow there dies by a bare `SIGSEGV` even with
+//!   an alternate stack mapped, since Rust's handler no longer recognises the thread's guard page
+//!   by then (checked: it resets to the default action).
 
 use std::cell::Cell;
 use std::ffi::c_void;
