@@ -15,6 +15,8 @@
 //
 // The saved frame, the same on every stack (what `sp` points at while a context is suspended):
 //
+//     sp+168  (padding: keeps the frame a multiple of 16 bytes)
+//     sp+160  FPCR (rounding mode, flush-to-zero, default-NaN, trap enables)
 //     sp+152  d15        sp+144  d14
 //     sp+136  d13        sp+128  d12
 //     sp+120  d11        sp+112  d10
@@ -28,9 +30,12 @@
 //     sp+8    x20        sp+0    x19
 //
 // Why exactly these: AAPCS64 makes x19-x29, the link register and the low 64 bits of v8-v15 (d8-d15)
-// callee-saved. FPCR is not switched (each context inherits the thread's rounding mode); `msr fpcr`
-// is a serialising instruction on many cores and the x86_64 port's MXCSR handling has no cheap
-// counterpart here. The 160-byte frame keeps sp 16-byte aligned, as the architecture requires.
+// callee-saved; FPCR's control fields are preserved across calls too (like MXCSR's on x86_64), so
+// each context keeps its own FPCR: it is saved on every switch and written only when the incoming
+// context's differs, because `msr fpcr` is a serialising instruction on many cores while `mrs` and
+// a compare cost a few cycles (the x86_64 port does the same with MXCSR). FPSR (the cumulative
+// exception flags) is status, not preserved by the ABI, and not switched. The 176-byte frame keeps
+// sp 16-byte aligned, as the architecture requires.
 //
 // The stack pointer moves from one valid stack straight to another with a single `mov`, so a signal
 // arriving anywhere in here runs on a real stack below a complete frame.
@@ -44,45 +49,54 @@
 greenhub_v0_switch:
     .cfi_startproc
     // State: sp = the caller's sp; x30 = where the caller resumes; CFA = sp.
-    sub sp, sp, #160                    // room for the frame (stays 16-byte aligned)
-    .cfi_def_cfa_offset 160
+    sub sp, sp, #176                    // room for the frame (stays 16-byte aligned)
+    .cfi_def_cfa_offset 176
     // Each store is followed by its CFI rule (offsets from the CFA = the caller's sp), so an
     // unwinder stopped at any instruction finds every callee-saved register of the caller.
     stp x19, x20, [sp, #0]              // callee-saved general registers ...
-    .cfi_offset x19, -160
-    .cfi_offset x20, -152
+    .cfi_offset x19, -176
+    .cfi_offset x20, -168
     stp x21, x22, [sp, #16]
-    .cfi_offset x21, -144
-    .cfi_offset x22, -136
+    .cfi_offset x21, -160
+    .cfi_offset x22, -152
     stp x23, x24, [sp, #32]
-    .cfi_offset x23, -128
-    .cfi_offset x24, -120
+    .cfi_offset x23, -144
+    .cfi_offset x24, -136
     stp x25, x26, [sp, #48]
-    .cfi_offset x25, -112
-    .cfi_offset x26, -104
+    .cfi_offset x25, -128
+    .cfi_offset x26, -120
     stp x27, x28, [sp, #64]
-    .cfi_offset x27, -96
-    .cfi_offset x28, -88
+    .cfi_offset x27, -112
+    .cfi_offset x28, -104
     stp x29, x30, [sp, #80]             // ... the frame pointer and the return address
-    .cfi_offset x29, -80
-    .cfi_offset x30, -72
+    .cfi_offset x29, -96
+    .cfi_offset x30, -88
     stp d8, d9, [sp, #96]               // callee-saved low halves of v8-v15
-    .cfi_offset d8, -64
-    .cfi_offset d9, -56
+    .cfi_offset d8, -80
+    .cfi_offset d9, -72
     stp d10, d11, [sp, #112]
-    .cfi_offset d10, -48
-    .cfi_offset d11, -40
+    .cfi_offset d10, -64
+    .cfi_offset d11, -56
     stp d12, d13, [sp, #128]
-    .cfi_offset d12, -32
-    .cfi_offset d13, -24
+    .cfi_offset d12, -48
+    .cfi_offset d13, -40
     stp d14, d15, [sp, #144]
-    .cfi_offset d14, -16
-    .cfi_offset d15, -8
-    // State: the whole frame is on the outgoing stack; CFA = sp+160.
+    .cfi_offset d14, -32
+    .cfi_offset d15, -24
+    mrs x10, fpcr                       // the outgoing context's float control ...
+    str x10, [sp, #160]                 // ... -> sp+160 (x10 keeps it: it is what the CPU holds)
+    // State: the whole frame is on the outgoing stack; CFA = sp+176; x10 = the current FPCR.
     mov x9, sp                          // sp cannot be stored directly: go through a scratch register
     str x9, [x0]                        // publish the outgoing context's stack pointer
     mov sp, x1                          // the switch: from here on we are on the incoming stack
-    // State: sp -> the incoming context's saved frame (same layout); CFA = sp+160.
+    // State: sp -> the incoming context's saved frame (same layout); CFA = sp+176;
+    // x10 = the FPCR the CPU holds (the outgoing context's).
+    ldr x11, [sp, #160]                 // the incoming context's FPCR
+    cmp x11, x10                        // the same as the current one? (nearly always)
+    b.eq 1f                             // yes: skip the serialising write
+    msr fpcr, x11                       // no: install the incoming context's rounding mode etc.
+1:
+    // State: FPCR is the incoming context's; x9-x11 are scratch (caller-saved) and dead.
     ldp x19, x20, [sp, #0]              // its callee-saved general registers ...
     ldp x21, x22, [sp, #16]
     ldp x23, x24, [sp, #32]
@@ -93,7 +107,7 @@ greenhub_v0_switch:
     ldp d10, d11, [sp, #112]
     ldp d12, d13, [sp, #128]
     ldp d14, d15, [sp, #144]
-    add sp, sp, #160                    // pop the frame
+    add sp, sp, #176                    // pop the frame
     .cfi_def_cfa_offset 0
     // State: every register holds the incoming context's value: back to the CIE's "same value".
     .cfi_restore x19

@@ -12,13 +12,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::rt::{
-    context, current_hub, panic_message, Core, Hub, KillSignal, Kind, Task, WaitOn, Wake,
+    context, current_hub, panic_message, warn_at, Core, Hub, KillSignal, Kind, Start, Task, WaitOn,
+    Wake, Warning,
 };
 
 /// The typed side of a task, for `Greenlet<T>`.
 trait Joinable<T>: Task {
     fn take(&self) -> Option<Result<T, GreenletError>>;
-    fn has_unjoined_panic(&self) -> bool;
 }
 
 enum Stage<F, T> {
@@ -66,7 +66,7 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
             // it was a panic.
             report_unjoined(&self.core, &outcome);
             *self.stage.borrow_mut() = Stage::Taken;
-            drop(outcome);
+            drop_detached(&self.core, outcome);
         } else {
             *self.stage.borrow_mut() = Stage::Done(outcome);
         }
@@ -94,13 +94,6 @@ impl<F: FnOnce() -> T, T> Joinable<T> for TaskCell<F, T> {
             }
         }
     }
-
-    fn has_unjoined_panic(&self) -> bool {
-        matches!(
-            &*self.stage.borrow(),
-            Stage::Done(Err(GreenletError::Panicked(_)))
-        )
-    }
 }
 
 fn report_unjoined<T>(core: &Core, outcome: &Result<T, GreenletError>) {
@@ -109,15 +102,38 @@ fn report_unjoined<T>(core: &Core, outcome: &Result<T, GreenletError>) {
     }
 }
 
+/// Drops the outcome nobody will take, catching a panic of its destructor (the greenlet's entry
+/// has no frame left to catch it, and a panic escaping there could only abort) and reporting it
+/// like a detached greenlet's panic.
+fn drop_detached<T>(core: &Core, outcome: Result<T, GreenletError>) {
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(outcome))) {
+        report_drop_panic(core, &*p);
+        // The payload's own destructor may panic too: that one is dropped unreported.
+        if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(p))) {
+            std::mem::forget(again);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn report_drop_panic(core: &Core, p: &(dyn Any + Send)) {
+    warn_at!(Warning::DetachedPanic, error,
+        { greenlet.id = core.id, greenlet.name = core.name.as_deref().unwrap_or(""), }
+        "greenhub: {}'s result panicked when dropped, and nobody joined it: {}",
+        core.describe(),
+        panic_message(p)
+    );
+}
+
 /// Out of line and cold: the formatting would otherwise sit in every greenlet's entry frame, which
 /// is part of every parked greenlet's stack slice.
 #[cold]
 #[inline(never)]
 fn report_unjoined_panic(core: &Core, p: &(dyn Any + Send)) {
-    tracing::error!(
-        greenlet.id = core.id,
-        greenlet.name = core.name.as_deref().unwrap_or(""),
-        "{} panicked and nobody joined it: {}",
+    warn_at!(Warning::DetachedPanic, error,
+        { greenlet.id = core.id, greenlet.name = core.name.as_deref().unwrap_or(""), }
+        "greenhub: {} panicked and nobody joined it: {}",
         core.describe(),
         panic_message(p)
     );
@@ -328,12 +344,9 @@ impl<T> Drop for Greenlet<T> {
         let core = self.task.core();
         core.detached.set(true);
         if core.is_finished() {
-            if self.task.has_unjoined_panic() {
-                if let Some(r) = self.task.take() {
-                    report_unjoined(core, &r);
-                }
-            } else {
-                drop(self.task.take());
+            if let Some(r) = self.task.take() {
+                report_unjoined(core, &r);
+                drop_detached(core, r);
             }
         }
     }
@@ -410,23 +423,30 @@ impl Builder {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        self.spawn_at(None, f)
+        self.spawn_at(Start::Now, f)
     }
 
-    /// Spawns the greenlet to start after `delay` (gevent's `spawn_later`).
+    /// Spawns the greenlet to start after `delay` (gevent's `spawn_later`). A delay too large for
+    /// an `Instant` (`Duration::MAX`) saturates, as [`hub::sleep`](crate::hub::sleep) does: the
+    /// greenlet never starts unless killed (which drops its closure). Killing a greenlet that has
+    /// not started frees it, and its timer, at once.
     ///
     /// # Panics
-    /// As [`spawn`](Self::spawn).
+    /// After this thread's hub was torn down.
     #[track_caller]
     pub fn spawn_later<F, T>(self, delay: Duration, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        self.spawn_at(Some(Instant::now() + delay), f)
+        // Saturates as `hub::sleep` does: a delay past the end of time never starts by itself.
+        let start = Instant::now()
+            .checked_add(delay)
+            .map_or(Start::Never, Start::At);
+        self.spawn_at(start, f)
     }
 
-    fn spawn_at<F, T>(self, start: Option<Instant>, f: F) -> Greenlet<T>
+    fn spawn_at<F, T>(self, start: Start, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
         T: 'static,

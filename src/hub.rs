@@ -352,19 +352,15 @@ where
         "greenhub: hub::run must be called from the thread's main greenlet, not {}",
         me.describe()
     );
-    struct KillRest(&'static Hub);
-    impl Drop for KillRest {
-        fn drop(&mut self) {
-            self.0.kill_all();
-        }
-    }
-    let guard = KillRest(hub);
-    let result = spawn(f).join();
-    drop(guard);
+    // The join's own panic (a deadlock report) is caught first and re-raised after the teardown:
+    // killing the rest while this thread is panicking could not run them (nothing switches away
+    // while the thread's panic count is raised; rt/sched.rs `park`).
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(|| spawn(f).join()));
+    hub.kill_all();
     match result {
-        Ok(v) => v,
-        Err(GreenletError::Panicked(p)) => panic::resume_unwind(p),
-        Err(e) => panic!("greenhub: hub::run: {e}"),
+        Ok(Ok(v)) => v,
+        Ok(Err(GreenletError::Panicked(p))) | Err(p) => panic::resume_unwind(p),
+        Ok(Err(e)) => panic!("greenhub: hub::run: {e}"),
     }
 }
 

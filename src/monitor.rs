@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::rt::{current_hub, Beacon, Kind, State, WaitOn};
+use crate::rt::{current_hub, warn_at, Beacon, Kind, State, WaitOn, Warning};
 
 /// gevent's default `max_blocking_time`.
 pub const DEFAULT_MAX_BLOCKING_TIME: Duration = Duration::from_millis(100);
@@ -127,10 +127,12 @@ fn monitor_loop() {
                     let n = b.name.lock().unwrap_or_else(|e| e.into_inner());
                     (n.0 == id).then(|| n.1.clone())
                 };
-                tracing::warn!(
-                    greenlet.id = id,
-                    greenlet.name = name.as_deref().unwrap_or(""),
-                    hub.thread = %b.thread,
+                warn_at!(Warning::Blocked, warn,
+                    {
+                        greenlet.id = id,
+                        greenlet.name = name.as_deref().unwrap_or(""),
+                        hub.thread = %b.thread,
+                    }
                     "greenhub monitor: greenlet {id}{} has held its hub (thread {}) for {held:?} \
                      without blocking (limit {limit:?}); every other greenlet of that hub is \
                      stalled",

@@ -422,8 +422,12 @@ pub(crate) fn killed() -> io::Error {
     io::Error::other("greenlet killed while waiting for I/O")
 }
 
+/// The error of a socket used on a thread other than its hub's. `InvalidInput`: the call's input
+/// (the socket) is wrong for this thread — no OS error, nothing to retry — and callers can match
+/// it; the kinds I/O loops retry on (`Interrupted`, `WouldBlock`) would spin.
 fn foreign() -> io::Error {
-    io::Error::other(
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
         "greenhub: this socket belongs to the hub of another thread (a socket belongs to the \
          thread whose greenlet first waited on it; move it between threads only before that)",
     )

@@ -39,7 +39,7 @@ use slab::Slab;
 use crate::greenlet::{Builder, Greenlet};
 use crate::hub::{self, Handle, RemoteGreenlet};
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
-use crate::rt::{current_hub, KillSignal, WaitOn, Waiter, Wake};
+use crate::rt::{current_hub, warn_at, KillSignal, WaitOn, Waiter, Wake, Warning};
 use crate::runtime::Runtime;
 
 mod graceful;
@@ -494,7 +494,7 @@ fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
                 exhausted_since.get_or_insert(now);
                 if last_warning.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
                     last_warning = Some(now);
-                    tracing::warn!(
+                    warn_at!(Warning::AcceptBackoff, warn, {}
                         "greenhub StreamServer {}: accept failed ({e}); backing off up to {:?} \
                          between attempts until descriptors are freed",
                         inner.addr,
@@ -725,7 +725,8 @@ fn handoff_accept_loop(
                 }
             }
             Err(e) if is_exhaustion(&e) => {
-                tracing::warn!("greenhub MultiServer: accept failed ({e}); backing off");
+                warn_at!(Warning::AcceptBackoff, warn, {}
+                    "greenhub MultiServer: accept failed ({e}); backing off");
                 hub::sleep(backoff);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -745,7 +746,7 @@ fn run_handler(
         if p.is::<KillSignal>() {
             panic::resume_unwind(p);
         }
-        tracing::error!(
+        warn_at!(Warning::DetachedPanic, error, {}
             "greenhub MultiServer: the handler for {peer} panicked: {}",
             crate::rt::panic_message(&*p)
         );
@@ -839,7 +840,7 @@ impl MultiServer {
 #[cold]
 #[inline(never)]
 fn report_handler_panic(peer: SocketAddr, p: &(dyn std::any::Any + Send)) {
-    tracing::error!(
+    warn_at!(Warning::DetachedPanic, error, {}
         "greenhub StreamServer: the handler for {peer} panicked: {}",
         crate::rt::panic_message(p)
     );

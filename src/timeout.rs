@@ -38,12 +38,13 @@
 
 use std::fmt;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::rt::current_hub;
-use crate::rt::{Scope, Task};
+use crate::rt::{Scope, ScopeSignal, Task};
 
 /// The error of [`timeout`]: the scope's own deadline passed while the closure was blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -88,12 +89,7 @@ impl From<Elapsed> for io::Error {
 #[track_caller]
 pub fn timeout<T>(dur: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let scope = Timeout::start(dur);
-    let value = f();
-    if scope.expired() {
-        Err(Elapsed)
-    } else {
-        Ok(value)
-    }
+    finish(&scope, f)
 }
 
 /// Like [`timeout`], with an absolute deadline.
@@ -106,7 +102,18 @@ pub fn timeout<T>(dur: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
 #[track_caller]
 pub fn timeout_at<T>(deadline: Instant, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let scope = Timeout::start_at(deadline);
-    let value = f();
+    finish(&scope, f)
+}
+
+/// Runs `f` inside `scope`. A blocking call that has no error to return (`threadpool::unblock`)
+/// unwinds with a private payload when a scope expires; this scope, if it is the one that expired,
+/// turns that into `Err(Elapsed)`. Everything else unwinds on unchanged.
+fn finish<T>(scope: &Timeout, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
+    let value = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) if p.is::<ScopeSignal>() && scope.expired() => return Err(Elapsed),
+        Err(p) => panic::resume_unwind(p),
+    };
     if scope.expired() {
         Err(Elapsed)
     } else {

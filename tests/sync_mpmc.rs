@@ -196,9 +196,25 @@ fn select_returns_the_index_and_value() {
 }
 
 #[test]
-#[should_panic(expected = "zero-capacity")]
-fn bounded_zero_is_refused() {
-    let _ = mpmc::bounded::<u8>(0);
+fn bounded_zero_is_a_rendezvous_between_a_thread_and_a_greenlet() {
+    // A plain thread's send blocks until the greenlet has taken the value (no buffering).
+    let (tx, rx) = mpmc::bounded::<u32>(0);
+    let (done_tx, done_rx) = std_mpsc::channel();
+    let t = thread::spawn(move || {
+        for i in 0..50 {
+            tx.send(i).unwrap();
+            let _ = done_tx.send(i); // after the hand-over (the hub may be done by the last)
+        }
+    });
+    hub::run(move || {
+        for i in 0..50 {
+            hub::sleep(Duration::from_millis(1));
+            // The thread cannot be further than the value we are about to take.
+            assert!(done_rx.try_iter().all(|d| d < i));
+            assert_eq!(rx.recv().unwrap(), i);
+        }
+    });
+    t.join().unwrap();
 }
 
 #[test]

@@ -21,10 +21,11 @@
 //! `rt/mailbox.rs`): one message per job, coalesced into one wake-up per burst.
 //!
 //! # Caveats
-//! - A job cannot be cancelled: if the waiting greenlet is killed, the job still runs to the end on
-//!   its pool thread and its result is dropped there.
-//! - Timeout scopes ([`crate::timeout()`]) do not interrupt `unblock` (it has no error to return):
-//!   the wait ends when `f` finishes.
+//! - A job cannot be cancelled: if the waiting greenlet is killed or its timeout scope expires, the
+//!   job still runs to the end on its pool thread and its result is dropped there.
+//! - Timeout scopes ([`crate::timeout()`]) bound the wait of `unblock` as of every blocking call;
+//!   having no error to return, it unwinds to the enclosing `timeout()`, which returns
+//!   `Err(Elapsed)` (see [`unblock`]).
 //! - A job that blocks forever holds one pool thread forever.
 
 #![deny(unsafe_code)]
@@ -36,7 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::blocker::{Blocker, Notifier};
-use crate::rt::{existing_hub, Wake};
+use crate::rt::{existing_hub, ScopeSignal, Wake};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -269,7 +270,19 @@ where
 ///
 /// # Panics
 /// Resumes `f`'s panic in the caller. Panics inside a hub callback (it would block the hub).
-/// A kill of the waiting greenlet unwinds from here as from any blocking call (the job runs on).
+///
+/// # Kills and timeout scopes
+/// A kill of the waiting greenlet unwinds from here as from any blocking call. An enclosing timeout
+/// scope ([`crate::timeout()`]) bounds the wait too: `unblock` has no error to return, so when the
+/// scope expires it unwinds with a private payload that the enclosing
+/// [`timeout`](crate::timeout())/[`timeout_at`](crate::timeout::timeout_at) turns into
+/// `Err(Elapsed)` (under a bare [`Timeout`](crate::timeout::Timeout) guard nothing catches it and
+/// the greenlet ends as panicked, saying so).
+///
+/// **Either way the job keeps running**: a pool thread cannot be interrupted, so a greenlet killed
+/// (or timed out) while waiting leaves `f` running to completion on its pool thread, and its result
+/// (or panic) is dropped there. Make `f` bounded, or give it its own way to stop (a flag, a
+/// channel), if it must not outlive the caller.
 ///
 /// # Examples
 /// ```
@@ -292,15 +305,17 @@ where
     if existing_hub().is_none() {
         return f();
     }
-    match run_parked(f, None, false) {
+    match run_parked(f, None, true) {
         Ok(Ok(v)) => v,
         Ok(Err(p)) => panic::resume_unwind(p),
-        Err(_) => unreachable!("greenhub: an unbounded, unscoped unblock ended without a result"),
+        // The scope expired (there is no deadline of our own): see "Kills and timeout scopes".
+        Err(_) => panic::resume_unwind(Box::new(ScopeSignal)),
     }
 }
 
-/// Like [`unblock`], but gives up waiting after `timeout` and returns `None`; the job keeps
-/// running and its result is dropped. Outside any hub `f` runs inline and is never timed out.
+/// Like [`unblock`], but gives up waiting after `timeout`, or when an enclosing timeout scope
+/// expires, and returns `None`; the job keeps running and its result is dropped. Outside any hub
+/// `f` runs inline and is never timed out.
 ///
 /// # Panics
 /// As [`unblock`].
@@ -313,7 +328,7 @@ where
     if existing_hub().is_none() {
         return Some(f());
     }
-    match run_parked(f, Instant::now().checked_add(timeout), false) {
+    match run_parked(f, Instant::now().checked_add(timeout), true) {
         Ok(Ok(v)) => Some(v),
         Ok(Err(p)) => panic::resume_unwind(p),
         Err(_) => None,

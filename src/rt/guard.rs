@@ -39,8 +39,12 @@
 //!   greenlet without probes might not.
 //! - More than [`MAX_HUBS`] hubs alive at once: the extra hubs still have guard pages, but their
 //!   overflows are reported as a plain `SIGSEGV` (a `tracing` warning says so once).
-//! - At thread exit, Rust frees its alternate signal stack before thread-local destructors run, so an
-//!   overflow while the teardown guard unwinds greenlets dies by `SIGSEGV` without the message.
+//! - At thread exit, Rust frees its alternate signal stack before thread-local destructors run. The
+//!   teardown guard no longer resumes any greenlet then (`teardown.rs`), so no greenlet stack can
+//!   overflow at that point. The destructors it still runs (closures that never started, what the
+//!   hub owns) run on the thread's own stack; an overflow there dies by a bare `SIGSEGV` even with
+//!   an alternate stack mapped, since Rust's handler no longer recognises the thread's guard page
+//!   by then (checked: it resets to the default action).
 
 use std::cell::Cell;
 use std::ffi::c_void;

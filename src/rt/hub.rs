@@ -266,6 +266,11 @@ impl Hub {
         (!p.is_null()).then(|| unsafe { &*p })
     }
 
+    /// The running greenlet's id; `None` inside the hub context. Never panics.
+    pub(crate) fn running_id(&self) -> Option<u64> {
+        self.running_core().map(|c| c.id)
+    }
+
     /// Whether a greenlet (not the hub context) is running.
     #[cfg(feature = "monkey")]
     pub(crate) fn in_greenlet(&self) -> bool {

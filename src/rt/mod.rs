@@ -18,6 +18,7 @@
 //! | `context.rs` | what a greenlet carries besides its stack: greenlet-locals, its saved spans |
 //! | `panic_report.rs` | the panic hook wrapper that names the greenlet |
 //! | `config.rs`, `stats.rs` | settings from the environment; counters |
+//! | `warn.rs` | the runtime's warnings: `tracing`, or stderr (rate-limited) when no subscriber is set |
 //!
 //! # Invariants
 //!
@@ -71,13 +72,16 @@ mod stats;
 mod task;
 mod teardown;
 mod timer;
+pub(crate) mod warn;
 
 pub(crate) use beacon::Beacon;
 pub(crate) use config::Settings;
 pub(crate) use hub::{current_hub, existing_hub, has_hub, Hub};
 pub(crate) use io::{Dir, IoRemote, SHORT_READ_RULE};
 pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
+pub(crate) use sched::Start;
 pub(crate) use stacks::DEFAULT_MAX_STACKS;
 pub(crate) use task::{
-    panic_message, Core, KillSignal, Kind, Scope, State, Task, WaitOn, Waiter, Wake,
+    panic_message, Core, KillSignal, Kind, Scope, ScopeSignal, State, Task, WaitOn, Waiter, Wake,
 };
+pub(crate) use warn::{warn_at, Warning};

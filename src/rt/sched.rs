@@ -29,6 +29,7 @@ use super::stacks;
 use super::stats::add;
 use super::task::{panic_message, Core, KillSignal, Kind, State, Task, WaitOn, Waiter, Wake};
 use super::timer::TimerKey;
+use super::warn::{warn_at, Warning};
 use crate::sys::switch as arch;
 
 /// Ready greenlets resumed per loop iteration before I/O and timers get their turn.
@@ -57,8 +58,11 @@ impl Hub {
     /// Suspends the running greenlet until a waiter for this park, `deadline`, or a kill wakes it.
     ///
     /// Before parking, the caller puts `current_waiter()` wherever the event will come from.
-    /// Returns why it woke. A kill unwinds from here (the payload is private) unless the greenlet is
-    /// already unwinding, in which case `Wake::Killed` is returned and the caller gives up waiting.
+    /// Returns why it woke. A kill unwinds from here (the payload is private). While the thread is
+    /// panicking (this greenlet is unwinding a kill or a panic: a destructor blocks) it does not
+    /// switch at all and returns `Wake::Killed` at once, so the caller gives up waiting: no other
+    /// greenlet may run while this thread's panic count is raised, or it would see
+    /// `std::thread::panicking()` and std would take its panics for double panics.
     /// Inside a timeout scope the park also ends at the scope's deadline, returning
     /// `Wake::ScopeExpired` (see `crate::timeout`).
     ///
@@ -76,8 +80,8 @@ impl Hub {
 
     /// [`park`](Self::park) once the caller is known to be a greenlet.
     fn park_core(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) -> Wake {
-        if core.kill.get() {
-            return deliver_kill(core);
+        if core.kill.get() || std::thread::panicking() {
+            return self.interrupt(core);
         }
         // Only what is live across the switch stays in this frame: a parked greenlet's memory is
         // mostly its stack slice, so the setup and the aftermath live in out-of-line helpers whose
@@ -123,8 +127,8 @@ impl Hub {
             self.timers.borrow_mut().cancel(key);
         }
         match core.wake.get() {
-            Wake::Deadlock => deadlock_panic(core, on),
-            _ if core.kill.get() => deliver_kill(core),
+            Wake::Deadlock => deadlock_panic(&self.deadlock_chain(on), core),
+            _ if core.kill.get() => self.interrupt(core),
             Wake::TimedOut if armed.deadline.is_some() => {
                 // The scope deadline fired: record which scope(s) it was, so each can tell whether
                 // the expiry was its own.
@@ -143,10 +147,37 @@ impl Hub {
     #[track_caller]
     pub(crate) fn yield_now(&self) {
         let core = self.current_core("yield");
-        if core.kill.get() {
-            deliver_kill(core);
+        if core.kill.get() || std::thread::panicking() {
+            self.interrupt(core);
             return;
         }
+        self.give_turn(core);
+        if core.kill.get() {
+            self.interrupt(core);
+        }
+    }
+
+    /// The blocking point of a killed greenlet, or any blocking point while the thread is
+    /// panicking. Unwinding (a kill's or a panic's), or the main greenlet: returns `Wake::Killed`
+    /// without switching (see `park`). Otherwise throws the kill payload — after yielding once
+    /// through the hub if it was thrown before: the greenlet caught it and blocks again, and
+    /// without the yield a loop that catches every kill would never let anybody else run.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn interrupt(&self, core: &Core) -> Wake {
+        if std::thread::panicking() || core.kind == Kind::Main {
+            return Wake::Killed;
+        }
+        if core.kill_delivered.replace(true) {
+            self.give_turn(core);
+        }
+        panic::resume_unwind(Box::new(KillSignal))
+    }
+
+    /// Lets every other ready greenlet (and, every BUDGET turns, I/O and timers) run before the
+    /// running one continues; the body of `yield_now`.
+    fn give_turn(&self, core: &Core) {
         // The fast path. The hub is in the middle of an iteration with `budget` resumes left; with
         // nothing else ready and no callback queued, it would pop this very greenlet next and
         // resume it, copying nothing. So skip both switches and charge the resume to the budget:
@@ -159,9 +190,6 @@ impl Hub {
         core.make_ready();
         self.requeue.set(true);
         self.switch_to_hub(core);
-        if core.kill.get() {
-            deliver_kill(core);
-        }
     }
 
     /// Wakes `w`'s greenlet if it is still in the park `w` was made for; returns whether it did.
@@ -177,21 +205,33 @@ impl Hub {
     }
 
     /// Registers a freshly built worker: ready now, or parked until `start`.
-    pub(crate) fn schedule_new(&self, task: Rc<dyn Task>, start: Option<Instant>) {
+    pub(crate) fn schedule_new(&self, task: Rc<dyn Task>, start: Start) {
         let core = task.core();
         core.live_key
             .set(self.live.borrow_mut().insert(task.clone()));
         add(&self.counters.spawned, 1);
         match start {
-            None => {
+            Start::Now => {
                 core.make_ready();
                 self.ready.borrow_mut().push_back(task);
             }
-            Some(at) => {
+            Start::Never => {
+                // A delay past the end of time: parked with no timer, as `sleep(Duration::MAX)`.
+                core.park();
+                core.waiting_on.set(WaitOn::Start);
+            }
+            Start::At(at) => {
                 core.park();
                 core.waiting_on.set(WaitOn::Start);
                 let gen = core.gen.get();
-                self.timers.borrow_mut().insert(at, Waiter { task, gen });
+                let key = self.timers.borrow_mut().insert(
+                    at,
+                    Waiter {
+                        task: task.clone(),
+                        gen,
+                    },
+                );
+                core.start_timer.set(Some(key));
             }
         }
     }
@@ -207,17 +247,22 @@ impl Hub {
             _ if !core.started.get() => {
                 core.kill.set(true);
                 core.finish();
+                // A `spawn_later` greenlet: its timer holds the task until the deadline; free it
+                // now (the waiter is dropped outside the borrow).
+                if let Some(key) = core.start_timer.take() {
+                    let waiter = self.timers.borrow_mut().cancel(key);
+                    drop(waiter);
+                }
                 // The closure's destructors run here, on the caller's stack.
                 task.discard();
                 self.retire(task);
             }
             State::Running => {
                 core.kill.set(true);
-                deliver_kill(core);
+                self.interrupt(core);
             }
             _ if cfg!(panic = "abort") => {
-                tracing::warn!(
-                    greenlet.id = core.id,
+                warn_at!(Warning::Abandoned, warn, { greenlet.id = core.id, }
                     "greenhub: {} cannot be unwound under panic=abort; its stack is abandoned and the \
                      destructors on it will not run",
                     core.describe()
@@ -365,6 +410,54 @@ impl Hub {
         }
     }
 
+    /// What the main greenlet waits on, followed from greenlet to greenlet: "greenlet 2 to finish,
+    /// which waits for a Mutex held by the same greenlet". For the deadlock report.
+    #[cold]
+    fn deadlock_chain(&self, on: WaitOn) -> String {
+        use std::fmt::Write;
+        let mut out = on.to_string();
+        let mut seen = Vec::new();
+        let mut next = on;
+        for _ in 0..16 {
+            let id = match next {
+                WaitOn::Join(id) => id,
+                WaitOn::Held(_, holder) if holder != 0 => holder,
+                _ => break,
+            };
+            if seen.contains(&id) {
+                out.push_str(" (a cycle)");
+                break;
+            }
+            seen.push(id);
+            let Some(what) = self
+                .live
+                .borrow()
+                .iter()
+                .find(|(_, t)| t.core().id == id)
+                .map(|(_, t)| t.core().waiting_on.get())
+            else {
+                break;
+            };
+            match (next, what) {
+                (WaitOn::Held(..), _) => {
+                    let _ = write!(out, "; greenlet {id} waits for ");
+                }
+                _ => out.push_str(", which waits for "),
+            }
+            match what {
+                WaitOn::Held(w, holder) if holder == id => {
+                    let _ = write!(out, "{w} held by the same greenlet");
+                    break;
+                }
+                w => {
+                    let _ = write!(out, "{w}");
+                }
+            }
+            next = what;
+        }
+        out
+    }
+
     /// Nothing can ever wake anybody: the main greenlet must be waiting; wake it with the news.
     fn report_deadlock(&self) {
         let main = self.main.core();
@@ -399,10 +492,22 @@ impl Hub {
                 break;
             };
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
-                tracing::error!("greenhub: a hub callback panicked: {}", panic_message(&*p));
+                warn_at!(Warning::Runtime, error, {}
+                    "greenhub: a hub callback panicked: {}", panic_message(&*p));
             }
         }
     }
+}
+
+/// When a new worker starts (`Hub::schedule_new`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start {
+    /// At once (`spawn`).
+    Now,
+    /// At a deadline (`spawn_later`).
+    At(Instant),
+    /// Never by itself: the delay does not fit in an `Instant` (only a kill ends it).
+    Never,
 }
 
 /// What `arm_park` hands to `end_park` across the switch.
@@ -414,19 +519,10 @@ struct Armed {
 
 #[cold]
 #[inline(never)]
-fn deadlock_panic(core: &Core, on: WaitOn) -> ! {
+fn deadlock_panic(chain: &str, core: &Core) -> ! {
     panic!(
-        "greenhub: {} would block forever waiting for {on}: no greenlet is ready, no timer is \
+        "greenhub: {} would block forever waiting for {chain}: no greenlet is ready, no timer is \
          pending, no greenlet waits for I/O and nothing can arrive from another thread",
         core.describe()
     )
-}
-
-/// Unwinds the running greenlet with the kill payload, or — if it is already unwinding (a destructor
-/// blocking during the kill) — returns `Wake::Killed` so the blocking call gives up instead.
-fn deliver_kill(core: &Core) -> Wake {
-    if std::thread::panicking() || core.kind == Kind::Main {
-        return Wake::Killed;
-    }
-    panic::resume_unwind(Box::new(KillSignal))
 }

@@ -39,6 +39,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use super::timer::TimerKey;
 use crate::stack::Slice;
 
 /// [`Core::region`] of a greenlet not bound to a stack region (not started, or the main greenlet).
@@ -110,6 +111,12 @@ pub(crate) struct Core {
     pub(crate) waiting_on: Cell<WaitOn>,
     /// A kill was requested. Set by `Hub::request_kill`; never cleared.
     pub(crate) kill: Cell<bool>,
+    /// The kill payload was thrown at least once (so a blocking point reached again caught it:
+    /// it yields before throwing again). Set by `Hub::interrupt`; never cleared.
+    pub(crate) kill_delivered: Cell<bool>,
+    /// The timer that starts a `spawn_later` greenlet, so a kill before the start cancels it.
+    /// Set by `schedule_new`, taken by `request_kill`.
+    pub(crate) start_timer: Cell<Option<TimerKey>>,
     /// Key in the hub's `live` table. Set once by `schedule_new`.
     pub(crate) live_key: Cell<usize>,
     /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
@@ -161,6 +168,8 @@ impl Core {
             wake: Cell::new(Wake::Woken),
             waiting_on: Cell::new(WaitOn::Nothing),
             kill: Cell::new(false),
+            kill_delivered: Cell::new(false),
+            start_timer: Cell::new(None),
             live_key: Cell::new(usize::MAX),
             joiner: Cell::new(None),
             more_joiners: RefCell::new(Vec::new()),
@@ -294,6 +303,16 @@ pub(crate) trait Task {
 /// The payload a kill unwinds with. Private: user code can catch it but not forge it.
 pub(crate) struct KillSignal;
 
+/// The payload a blocking call with no error to return (`threadpool::unblock`) unwinds with when an
+/// enclosing timeout scope expires; `timeout()` turns it into `Err(Elapsed)`. Private.
+pub(crate) struct ScopeSignal;
+
+/// What [`panic_message`] says for a [`ScopeSignal`] nobody caught.
+pub(crate) const SCOPE_SIGNAL_MESSAGE: &str =
+    "greenhub: a timeout scope expired during a blocking \
+     call that has no error to return (threadpool::unblock); only timeout()/timeout_at() turn \
+     that into Err(Elapsed)";
+
 /// A waiter: "wake greenlet G if it is still in the park numbered `gen`". Lives on the heap, in wait
 /// lists, timers and I/O registrations; never on a waiter's stack ([invariant 1](super#invariants)).
 #[derive(Clone)]
@@ -325,6 +344,8 @@ pub(crate) fn panic_message(p: &(dyn Any + Send)) -> &str {
         s
     } else if let Some(s) = p.downcast_ref::<String>() {
         s
+    } else if p.is::<ScopeSignal>() {
+        SCOPE_SIGNAL_MESSAGE
     } else {
         "<non-string panic payload>"
     }
@@ -355,6 +376,8 @@ pub(crate) enum WaitOn {
     Join(u64),
     Io(usize),
     Sync(&'static str),
+    /// A lock (`what`) held by the greenlet with this id (0: unknown).
+    Held(&'static str, u64),
 }
 
 impl fmt::Display for WaitOn {
@@ -366,6 +389,8 @@ impl fmt::Display for WaitOn {
             WaitOn::Join(id) => write!(f, "greenlet {id} to finish"),
             WaitOn::Io(token) => write!(f, "I/O readiness on registration {token}"),
             WaitOn::Sync(what) => f.write_str(what),
+            WaitOn::Held(what, 0) => f.write_str(what),
+            WaitOn::Held(what, holder) => write!(f, "{what} held by greenlet {holder}"),
         }
     }
 }

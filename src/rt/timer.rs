@@ -88,7 +88,12 @@ impl<A> Timers<A> {
             _ => return None,
         }
         let action = self.slots.remove(key.slot).action;
-        if self.heap.len() > COMPACT_FLOOR && self.heap.len() > 2 * self.slots.len() {
+        if self.slots.is_empty() && self.slots.capacity() > COMPACT_FLOOR {
+            // Nothing pending: give back the memory of a burst (a million cancelled delayed
+            // spawns), which the slab and the heap would otherwise keep for the hub's life.
+            self.slots = Slab::new();
+            self.heap = BinaryHeap::new();
+        } else if self.heap.len() > COMPACT_FLOOR && self.heap.len() > 2 * self.slots.len() {
             self.compact();
         }
         Some(action)

@@ -43,13 +43,16 @@
 //!
 //! # Timeouts
 //!
-//! The `_timeout` variants give up at their deadline and also observe the enclosing timeout scopes
-//! of [`crate::timeout()`] (returning their `Timeout` error). The plain `send`/`recv` have no
-//! timeout error to return and are not interrupted by scopes: they wait for room, a value or the
-//! disconnection. A greenlet whose kill is already unwinding cannot wait: its plain `recv`/`send`
-//! return the disconnection error.
+//! Every blocking call observes the enclosing timeout scopes of [`crate::timeout()`]. The
+//! `_timeout` variants give up at their own deadline or the scope's, returning their `Timeout`
+//! error. The plain `send`/`recv`/`select` have no timeout error: when a scope expires they return
+//! their only error (`SendError` with the value given back, `RecvError`) although the channel is
+//! still connected, and the scope reports the expiry (`timeout()` returns `Err(Elapsed)`). A
+//! greenlet that is unwinding (a kill or a panic) cannot wait: its plain `recv`/`send` return the
+//! same error at once.
 //!
-//! Zero-capacity (rendezvous) channels are not offered: `bounded(0)` panics.
+//! `bounded(0)` is a rendezvous channel: a one-slot channel whose `send` returns only once a
+//! receiver took the value (a sender whose wait ends first takes its value back).
 //!
 //! # Deadlock detection
 //!
@@ -145,6 +148,28 @@ struct Chan {
     senders_waiting: Waiters,
     senders: AtomicUsize,
     receivers: AtomicUsize,
+    /// `Some` for a rendezvous channel (`bounded(0)`).
+    rendezvous: Option<Rendezvous>,
+}
+
+/// The hand-over of a rendezvous channel (`bounded(0)`): a one-slot crossbeam channel whose
+/// `send` returns only once a receiver took the value.
+///
+/// Each value put in the slot gets a ticket (`sent` after the put); each value taken out counts in
+/// `taken`. Both happen under `lock`, so the slot holds the value of ticket `taken + 1` whenever
+/// `taken < sent`: a sender whose ticket is above `taken` knows its value is still in the slot and
+/// can take it back (through its `back` receiver) when its wait ends without a receiver — a
+/// timeout, a scope, a kill, or every receiver gone. A value taken back counts in `taken` too.
+struct Rendezvous {
+    lock: Mutex<()>,
+    sent: AtomicU64,
+    taken: AtomicU64,
+}
+
+impl Rendezvous {
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 static NEXT_WAITER: AtomicU64 = AtomicU64::new(1);
@@ -168,35 +193,57 @@ impl Drop for Registration<'_> {
 
 /// Creates a channel holding at most `cap` values; `send` waits for room when it is full.
 ///
-/// # Panics
-/// If `cap` is 0 (rendezvous channels are not supported; use `bounded(1)`).
-#[track_caller]
+/// `bounded(0)` is a rendezvous channel: `send` returns once a receiver has taken the value (and a
+/// `send_timeout` that expires first takes its value back); `try_send` succeeds only while a
+/// receiver is waiting.
+///
+/// ```
+/// use greenhub::{hub, sync::mpmc};
+///
+/// let (tx, rx) = mpmc::bounded::<u32>(0);
+/// let t = std::thread::spawn(move || rx.recv().unwrap());
+/// hub::run(move || tx.send(7).unwrap()); // returns once the thread has it
+/// assert_eq!(t.join().unwrap(), 7);
+/// ```
 pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
-    assert!(
-        cap > 0,
-        "greenhub: mpmc::bounded(0): zero-capacity (rendezvous) channels are not supported; use \
-         bounded(1)"
-    );
+    if cap == 0 {
+        let (tx, rx) = cb::bounded(1);
+        let back = rx.clone();
+        let rv = Rendezvous {
+            lock: Mutex::new(()),
+            sent: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+        };
+        let (mut s, r) = pair(tx, rx, Some(rv));
+        s.back = Some(back);
+        return (s, r);
+    }
     let (tx, rx) = cb::bounded(cap);
-    pair(tx, rx)
+    pair(tx, rx, None)
 }
 
 /// Creates a channel of unlimited capacity; `send` never waits.
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = cb::unbounded();
-    pair(tx, rx)
+    pair(tx, rx, None)
 }
 
-fn pair<T>(tx: cb::Sender<T>, rx: cb::Receiver<T>) -> (Sender<T>, Receiver<T>) {
+fn pair<T>(
+    tx: cb::Sender<T>,
+    rx: cb::Receiver<T>,
+    rendezvous: Option<Rendezvous>,
+) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
         receivers_waiting: Waiters::new(),
         senders_waiting: Waiters::new(),
         senders: AtomicUsize::new(1),
         receivers: AtomicUsize::new(1),
+        rendezvous,
     });
     (
         Sender {
             tx: Some(tx),
+            back: None,
             chan: chan.clone(),
         },
         Receiver { rx: Some(rx), chan },
@@ -208,6 +255,9 @@ pub struct Sender<T> {
     /// `Some` until drop, which drops it *before* waking the receivers, so they see the
     /// disconnection.
     tx: Option<cb::Sender<T>>,
+    /// Rendezvous channels only: takes a value back out of the slot (see [`Rendezvous`]). It keeps
+    /// crossbeam's receiving side alive, so disconnection is read from `chan.receivers`.
+    back: Option<cb::Receiver<T>>,
     chan: Arc<Chan>,
 }
 
@@ -236,6 +286,7 @@ impl<T> Clone for Sender<T> {
         self.chan.senders.fetch_add(1, Ordering::SeqCst);
         Sender {
             tx: self.tx.clone(),
+            back: self.back.clone(),
             chan: self.chan.clone(),
         }
     }
@@ -305,6 +356,16 @@ impl<T> Sender<T> {
     /// # Errors
     /// [`TrySendError::Full`] or [`TrySendError::Disconnected`], with the value.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        if self.chan.rendezvous.is_some() {
+            if self.chan.receivers_waiting.len.load(Ordering::SeqCst) == 0 {
+                return Err(if self.chan.receivers.load(Ordering::SeqCst) == 0 {
+                    TrySendError::Disconnected(value)
+                } else {
+                    TrySendError::Full(value)
+                });
+            }
+            return self.put(value).map(drop);
+        }
         self.tx().try_send(value)?;
         self.chan.receivers_waiting.notify_one();
         Ok(())
@@ -314,13 +375,14 @@ impl<T> Sender<T> {
     /// calling greenlet, or blocking the thread outside a hub). Not interrupted by timeout scopes.
     ///
     /// # Errors
-    /// [`SendError`] with the value if every receiver is gone.
+    /// [`SendError`] with the value if every receiver is gone, or if an enclosing timeout scope
+    /// expires first (see the module's *Timeouts*).
     ///
     /// # Panics
     /// Inside a hub callback.
     #[track_caller]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        match self.send_deadline(value, None, false) {
+        match self.send_deadline(value, None, true) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v)) => {
                 Err(SendError(v))
@@ -347,6 +409,9 @@ impl<T> Sender<T> {
         deadline: Option<Instant>,
         scoped: bool,
     ) -> Result<(), SendTimeoutError<T>> {
+        if self.chan.rendezvous.is_some() {
+            return self.send_rendezvous(value, deadline, scoped);
+        }
         let mut value = match self.try_send(value) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
@@ -389,12 +454,117 @@ impl<T> Sender<T> {
 
     /// Whether a bounded channel is at capacity.
     pub fn is_full(&self) -> bool {
-        self.tx().is_full()
+        self.chan.rendezvous.is_some() || self.tx().is_full()
     }
 
-    /// The capacity (`None` for unbounded).
+    /// The capacity (`None` for unbounded, 0 for a rendezvous channel).
     pub fn capacity(&self) -> Option<usize> {
+        if self.chan.rendezvous.is_some() {
+            return Some(0);
+        }
         self.tx().capacity()
+    }
+}
+
+/// The rendezvous side of a sender (see `Rendezvous`).
+impl<T> Sender<T> {
+    fn rv(&self) -> &Rendezvous {
+        self.chan.rendezvous.as_ref().expect("a rendezvous channel")
+    }
+
+    /// Puts `value` in the slot if it is free; returns its ticket.
+    fn put(&self, value: T) -> Result<u64, TrySendError<T>> {
+        if self.chan.receivers.load(Ordering::SeqCst) == 0 {
+            return Err(TrySendError::Disconnected(value));
+        }
+        let ticket = {
+            let _g = self.rv().lock();
+            self.tx().try_send(value)?;
+            self.rv().sent.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        self.chan.receivers_waiting.notify_one();
+        Ok(ticket)
+    }
+
+    /// Takes the value of `ticket` back if no receiver took it yet.
+    fn take_back(&self, ticket: u64) -> Option<T> {
+        let rv = self.rv();
+        let _g = rv.lock();
+        if rv.taken.load(Ordering::SeqCst) >= ticket {
+            return None;
+        }
+        // Under the lock, `taken < ticket` means the slot holds exactly our value.
+        let v = self.back.as_ref().expect("rendezvous").try_recv().ok()?;
+        rv.taken.fetch_add(1, Ordering::SeqCst);
+        drop(_g);
+        // Another sender may be waiting for the slot we just freed.
+        self.chan.senders_waiting.notify_all();
+        Some(v)
+    }
+
+    /// `send_deadline` of a rendezvous channel: waits for the slot, then for a receiver to take
+    /// the value; a wait that ends first takes the value back and returns it in the error.
+    fn send_rendezvous(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+        scoped: bool,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let blocker = Blocker::new();
+        let notifier = blocker.notifier();
+        let no_pass_on = || false; // receivers wake every waiting sender (notify_all)
+        let reg = Registration {
+            waiters: &self.chan.senders_waiting,
+            id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
+            more: &no_pass_on,
+        };
+        let mut value = value;
+        let ticket = loop {
+            value = match self.put(value) {
+                Ok(t) => break t,
+                Err(TrySendError::Disconnected(v)) => {
+                    return Err(SendTimeoutError::Disconnected(v))
+                }
+                Err(TrySendError::Full(v)) => v,
+            };
+            reg.waiters.register(reg.id, &notifier);
+            value = match self.put(value) {
+                Ok(t) => break t,
+                Err(TrySendError::Disconnected(v)) => {
+                    return Err(SendTimeoutError::Disconnected(v))
+                }
+                Err(TrySendError::Full(v)) => v,
+            };
+            match park_once(&blocker, "room in an mpmc channel", deadline, scoped) {
+                Ok(()) => {}
+                Err(Gave::Up) => return Err(SendTimeoutError::Timeout(value)),
+                Err(Gave::Killed) => return Err(SendTimeoutError::Disconnected(value)),
+            }
+        };
+        let taken = || self.rv().taken.load(Ordering::SeqCst) >= ticket;
+        let gone = || self.chan.receivers.load(Ordering::SeqCst) == 0;
+        loop {
+            if taken() {
+                return Ok(());
+            }
+            reg.waiters.register(reg.id, &notifier);
+            if taken() {
+                return Ok(());
+            }
+            let gave = if gone() {
+                Gave::Killed
+            } else {
+                match park_once(&blocker, "a receiver of an mpmc channel", deadline, scoped) {
+                    Ok(()) => continue,
+                    Err(g) => g,
+                }
+            };
+            return match (self.take_back(ticket), gave) {
+                (None, _) => Ok(()), // a receiver got it after all
+                (Some(v), Gave::Up) => Err(SendTimeoutError::Timeout(v)),
+                (Some(v), Gave::Killed) => Err(SendTimeoutError::Disconnected(v)),
+            };
+        }
     }
 }
 
@@ -409,6 +579,17 @@ impl<T> Receiver<T> {
     /// [`TryRecvError::Empty`], or [`TryRecvError::Disconnected`] when it is empty and every
     /// sender is gone.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        if let Some(rv) = &self.chan.rendezvous {
+            let v = {
+                let _g = rv.lock();
+                let v = self.rx().try_recv()?;
+                rv.taken.fetch_add(1, Ordering::SeqCst);
+                v
+            };
+            // Wake the sender waiting for this hand-over (and those waiting for the slot).
+            self.chan.senders_waiting.notify_all();
+            return Ok(v);
+        }
         let v = self.rx().try_recv()?;
         self.chan.senders_waiting.notify_one();
         Ok(v)
@@ -418,13 +599,14 @@ impl<T> Receiver<T> {
     /// outside a hub). Not interrupted by timeout scopes.
     ///
     /// # Errors
-    /// [`RecvError`] when the channel is empty and every sender is gone.
+    /// [`RecvError`] when the channel is empty and every sender is gone, or if an enclosing
+    /// timeout scope expires first (see the module's *Timeouts*).
     ///
     /// # Panics
     /// Inside a hub callback.
     #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.recv_deadline(None, false).map_err(|_| RecvError)
+        self.recv_deadline(None, true).map_err(|_| RecvError)
     }
 
     /// Like [`recv`](Self::recv), giving up after `timeout` (or when an enclosing timeout scope
@@ -473,6 +655,9 @@ impl<T> Receiver<T> {
 
     /// The capacity (`None` for unbounded).
     pub fn capacity(&self) -> Option<usize> {
+        if self.chan.rendezvous.is_some() {
+            return Some(0);
+        }
         self.rx().capacity()
     }
 }
@@ -483,13 +668,14 @@ impl<T> Receiver<T> {
 /// scopes.
 ///
 /// # Errors
-/// [`RecvError`] when every receiver is disconnected (or `receivers` is empty).
+/// [`RecvError`] when every receiver is disconnected (or `receivers` is empty), or if an
+/// enclosing timeout scope expires first.
 ///
 /// # Panics
 /// Inside a hub callback.
 #[track_caller]
 pub fn select<T>(receivers: &[&Receiver<T>]) -> Result<(usize, T), RecvError> {
-    select_deadline(receivers, None, false).map_err(|_| RecvError)
+    select_deadline(receivers, None, true).map_err(|_| RecvError)
 }
 
 /// Like [`select`], giving up after `timeout` (or when an enclosing timeout scope expires).

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::waitlist::{self, WaitList};
 use super::{deadline_after, TimedOut};
+use crate::rt::{existing_hub, WaitOn};
 
 /// Mutual exclusion between greenlets, owning the data it protects (like `std::sync::Mutex`).
 ///
@@ -46,6 +47,9 @@ use super::{deadline_after, TimedOut};
 /// ```
 pub struct Mutex<T: ?Sized> {
     locked: Cell<bool>,
+    /// Id of the greenlet holding the lock (0: none, or taken inside the hub), for deadlock
+    /// reports.
+    holder: Cell<u64>,
     waiters: WaitList<()>,
     data: RefCell<T>,
 }
@@ -70,6 +74,7 @@ impl<T> Mutex<T> {
     pub fn new(value: T) -> Mutex<T> {
         Mutex {
             locked: Cell::new(false),
+            holder: Cell::new(0),
             waiters: WaitList::new(),
             data: RefCell::new(value),
         }
@@ -135,7 +140,8 @@ impl<T: ?Sized> Mutex<T> {
             return Ok(g);
         }
         // Ownership handed to us while a kill unwinds us out of the park goes to the next waiter.
-        let out = waitlist::wait(&self.waiters, None, "a Mutex", deadline, |r| {
+        let on = WaitOn::Held("a Mutex", self.holder.get());
+        let out = waitlist::wait_on(&self.waiters, None, on, deadline, |r| {
             if r.notified {
                 self.unlock();
             }
@@ -157,6 +163,8 @@ impl<T: ?Sized> Mutex<T> {
             .data
             .try_borrow_mut()
             .expect("greenhub: Mutex data borrowed without holding the lock");
+        self.holder
+            .set(existing_hub().and_then(|h| h.running_id()).unwrap_or(0));
         MutexGuard {
             lock: self,
             data: Some(data),
@@ -202,6 +210,7 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         drop(self.data.take());
+        self.lock.holder.set(0);
         self.lock.unlock();
     }
 }

@@ -308,12 +308,25 @@ pub(crate) fn wait<P, F: FnMut(Removed<P>)>(
     deadline: Option<Instant>,
     give_back: F,
 ) -> Outcome<P> {
+    wait_on(list, value, WaitOn::Sync(what), deadline, give_back)
+}
+
+/// [`wait`], saying more than a name about what it waits on (a lock's holder, for deadlock
+/// reports).
+#[track_caller]
+pub(crate) fn wait_on<P, F: FnMut(Removed<P>)>(
+    list: &WaitList<P>,
+    value: Option<P>,
+    on: WaitOn,
+    deadline: Option<Instant>,
+    give_back: F,
+) -> Outcome<P> {
     let hub = current_hub();
     let mut give_back = give_back;
     let mut value = value;
     loop {
         let reg = register(list, value.take(), &mut give_back);
-        let wake = hub.park(WaitOn::Sync(what), deadline);
+        let wake = hub.park(on, deadline);
         let removed = reg.finish();
         if removed.notified || wake != Wake::Woken {
             return Outcome {

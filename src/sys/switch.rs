@@ -42,7 +42,7 @@ extern "C" {
 pub(crate) const FRAME_BYTES: usize = 64;
 /// Bytes of the frame the switch pushes (registers, float control, return address).
 #[cfg(target_arch = "aarch64")]
-pub(crate) const FRAME_BYTES: usize = 160;
+pub(crate) const FRAME_BYTES: usize = 176;
 
 /// Switches from the running context to the one suspended at `load_sp`.
 ///
@@ -102,7 +102,8 @@ unsafe fn write_frame(words: *mut usize, entry: usize, arg: usize, trampoline: u
 
 #[cfg(target_arch = "aarch64")]
 /// aarch64 frame, in words from `sp` (see arch/aarch64_aapcs.s): 0 x19, 1 x20, ..., 10 x29,
-/// 11 x30, 12..20 d8-d15.
+/// 11 x30, 12..19 d8-d15, 20 FPCR, 21 padding. The zeroed FPCR is the default float control
+/// (round to nearest, no flush-to-zero, no default-NaN, no traps), as Linux starts threads with.
 unsafe fn write_frame(words: *mut usize, entry: usize, arg: usize, trampoline: usize) {
     // SAFETY: `words` points at FRAME_BYTES writable bytes (the caller's contract).
     unsafe {
