@@ -143,30 +143,52 @@ fn dropped_when_the_greenlet_is_killed_or_panics() {
 }
 
 #[test]
-fn dropped_at_hub_teardown_for_workers_and_the_main_greenlet() {
+fn at_thread_exit_the_main_greenlets_values_drop_and_a_parked_workers_are_abandoned() {
+    // Thread exit without hub::run resumes no greenlet (a parked one may borrow a thread-local
+    // that is already destroyed): its greenlet-local values are leaked with it, never dropped on
+    // a stack that is gone. The main greenlet's values are plain values: they drop, after the hub
+    // is torn down (so `current_id` there panics and the witness records 0).
     let log = Arc::new(Mutex::new(Vec::new()));
     let l2 = log.clone();
-    let ids = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         arm(&l2, "main");
-        let main_id = current_id();
         let l3 = l2.clone();
         let parked = hub::spawn(move || {
             arm(&l3, "parked");
             hub::sleep(Duration::from_secs(60));
         });
         hub::yield_now();
-        let parked_id = parked.id();
         drop(parked); // detached, still parked when the thread exits
         assert!(l2.lock().unwrap().is_empty());
-        (main_id, parked_id)
+    })
+    .join()
+    .unwrap();
+    let got = log.lock().unwrap().clone();
+    assert_eq!(got, [("main".to_owned(), 0)]);
+}
+
+#[test]
+fn under_hub_run_workers_values_drop_when_they_are_killed_at_the_end() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l2 = log.clone();
+    let parked_id = std::thread::spawn(move || {
+        hub::run(move || {
+            let l3 = l2.clone();
+            let parked = hub::spawn(move || {
+                arm(&l3, "parked");
+                hub::sleep(Duration::from_secs(60));
+            });
+            hub::yield_now();
+            parked.id() // still parked when run's closure returns: run kills it
+        })
     })
     .join()
     .unwrap();
     let got = log.lock().unwrap().clone();
     assert_eq!(
         got,
-        [("parked".to_owned(), ids.1), ("main".to_owned(), ids.0)],
-        "workers unwind first, then the main greenlet's values go"
+        [("parked".to_owned(), parked_id)],
+        "dropped on its own greenlet"
     );
 }
 

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::rt::{warn_at, Warning};
+
 /// The first pause.
 const MIN: Duration = Duration::from_millis(1);
 /// The longest pause.
@@ -76,7 +78,7 @@ fn warn(e: &io::Error) {
     if last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
         *last = Some(now);
         drop(last);
-        tracing::warn!(
+        warn_at!(Warning::AcceptBackoff, warn, {}
             "greenhub: accept failed ({e}); each failing accept now sleeps (up to {MAX:?}) so \
              the greenlets that close descriptors can run"
         );
