@@ -5,7 +5,7 @@
 #   bash bench/callgrind_echo.sh "50 1000" greenhub-stack greenhub-heap tokio-ct mio-loop
 # Each cell: GREENHUB_BENCH_SECS=2, 64 B messages, one round; round trips counted with warm-up.
 set -euo pipefail
-B=$(ls -t target/release/deps/echo-* | grep -v '\.d$' | head -1)
+B=$(realpath "$(ls -t target/release/deps/echo-* | grep -v "\.d$" | head -1)")
 conns_list=$1; shift
 dir=$(mktemp -d)
 for conns in $conns_list; do

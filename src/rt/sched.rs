@@ -86,9 +86,11 @@ impl Hub {
         // Only what is live across the switch stays in this frame: a parked greenlet's memory is
         // mostly its stack slice, so the setup and the aftermath live in out-of-line helpers whose
         // frames are gone while we are parked.
+        // `on` is not kept across the switch: `arm_park` stores it in the core (`waiting_on`),
+        // where `end_park` finds it for a deadlock report.
         let armed = self.arm_park(core, on, deadline);
         self.switch_to_hub(core);
-        self.end_park(core, on, armed)
+        self.end_park(core, armed)
     }
 
     /// Starts a park: the timer for the nearest of `deadline` and the enclosing timeout scopes'
@@ -120,9 +122,9 @@ impl Hub {
 
     /// Ends a park: cancels its timer and turns the wake reason into the caller's answer.
     #[inline(never)]
-    fn end_park(&self, core: &Core, on: WaitOn, armed: Armed) -> Wake {
+    fn end_park(&self, core: &Core, armed: Armed) -> Wake {
         core.gen.set(core.gen.get().wrapping_add(1));
-        core.waiting_on.set(WaitOn::Nothing);
+        let on = core.waiting_on.replace(WaitOn::Nothing);
         if let Some(key) = armed.timer {
             self.timers.borrow_mut().cancel(key);
         }
@@ -421,7 +423,7 @@ impl Hub {
         for _ in 0..16 {
             let id = match next {
                 WaitOn::Join(id) => id,
-                WaitOn::Held(_, holder) if holder != 0 => holder,
+                WaitOn::Held(holder) if holder != 0 => holder,
                 _ => break,
             };
             if seen.contains(&id) {
@@ -445,8 +447,8 @@ impl Hub {
                 _ => out.push_str(", which waits for "),
             }
             match what {
-                WaitOn::Held(w, holder) if holder == id => {
-                    let _ = write!(out, "{w} held by the same greenlet");
+                WaitOn::Held(holder) if holder == id => {
+                    out.push_str("a Mutex held by the same greenlet");
                     break;
                 }
                 w => {

@@ -376,8 +376,9 @@ pub(crate) enum WaitOn {
     Join(u64),
     Io(usize),
     Sync(&'static str),
-    /// A lock (`what`) held by the greenlet with this id (0: unknown).
-    Held(&'static str, u64),
+    /// A `Mutex` held by the greenlet with this id (0: unknown). (One variant per lock kind, not
+    /// a name: a parked greenlet keeps its `WaitOn` in its frames, so it stays two words.)
+    Held(u64),
 }
 
 impl fmt::Display for WaitOn {
@@ -389,8 +390,8 @@ impl fmt::Display for WaitOn {
             WaitOn::Join(id) => write!(f, "greenlet {id} to finish"),
             WaitOn::Io(token) => write!(f, "I/O readiness on registration {token}"),
             WaitOn::Sync(what) => f.write_str(what),
-            WaitOn::Held(what, 0) => f.write_str(what),
-            WaitOn::Held(what, holder) => write!(f, "{what} held by greenlet {holder}"),
+            WaitOn::Held(0) => f.write_str("a Mutex"),
+            WaitOn::Held(holder) => write!(f, "a Mutex held by greenlet {holder}"),
         }
     }
 }

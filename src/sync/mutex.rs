@@ -140,7 +140,7 @@ impl<T: ?Sized> Mutex<T> {
             return Ok(g);
         }
         // Ownership handed to us while a kill unwinds us out of the park goes to the next waiter.
-        let on = WaitOn::Held("a Mutex", self.holder.get());
+        let on = WaitOn::Held(self.holder.get());
         let out = waitlist::wait_on(&self.waiters, None, on, deadline, |r| {
             if r.notified {
                 self.unlock();

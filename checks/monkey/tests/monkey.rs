@@ -897,21 +897,25 @@ fn interposed_calls_work_before_main() {
 }
 
 #[test]
-fn thread_exit_teardown_ends_greenlets_parked_in_interposed_calls() {
+fn hub_run_teardown_ends_greenlets_parked_in_interposed_calls() {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
-        let (c, s) = pair();
-        // Parked in std's read (nobody writes) and in thread::sleep when the thread ends; the
-        // hub's teardown kills both: the calls return (ECANCELED / early) and the greenlets end.
-        let reader = hub::spawn(move || {
-            let mut c = c;
-            let r = c.read(&mut [0u8; 1]);
-            let _ = tx.send(r.map_err(|e| e.raw_os_error()));
-        });
-        let sleeper = hub::spawn(|| std::thread::sleep(Duration::from_secs(30)));
-        hub::sleep(Duration::from_millis(10));
-        drop((reader, sleeper));
-        s // returned, so the peer stays open past the thread's teardown (no EOF for the reader)
+        hub::run(move || {
+            let (c, s) = pair();
+            // Parked in std's read (nobody writes) and in thread::sleep when run's closure
+            // returns; run's teardown kills both: the calls return (ECANCELED / early) and the
+            // greenlets end. (A thread that exits without hub::run abandons them instead: thread
+            // exit resumes no greenlet.)
+            let reader = hub::spawn(move || {
+                let mut c = c;
+                let r = c.read(&mut [0u8; 1]);
+                let _ = tx.send(r.map_err(|e| e.raw_os_error()));
+            });
+            let sleeper = hub::spawn(|| std::thread::sleep(Duration::from_secs(30)));
+            hub::sleep(Duration::from_millis(10));
+            drop((reader, sleeper));
+            s // returned, so the peer stays open past the teardown (no EOF for the reader)
+        })
     });
     let start = Instant::now();
     let _peer = t.join().unwrap();
