@@ -8,40 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use greenhub::hub;
+use support::{stack_churners, with_max_stacks};
 
-/// Runs `f` on a fresh thread whose hub has at most `max_stacks` shared regions.
-fn with_max_stacks<T: Send + 'static>(
-    max_stacks: usize,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        hub::Config::new().max_stacks(max_stacks).install().unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-/// Greenlets that fill a big stack array with their own byte, yield many times, and check it:
-/// they run over whatever region they are bound to.
-fn stack_churners(n: u8, rounds: usize, ok: &Rc<Cell<bool>>) -> Vec<hub::Greenlet<()>> {
-    (0..n)
-        .map(|k| {
-            let ok = ok.clone();
-            hub::spawn(move || {
-                let mut buf = [k; 16 * 1024];
-                for i in 0..rounds {
-                    std::hint::black_box(&mut buf);
-                    hub::yield_now();
-                    if buf.iter().any(|&b| b != k) {
-                        ok.set(false);
-                    }
-                    buf[i % buf.len()] = k;
-                }
-            })
-        })
-        .collect()
-}
+mod support;
 
 #[test]
 fn an_exclusive_greenlet_can_lend_its_locals_to_scoped_threads_while_it_blocks() {

@@ -96,6 +96,21 @@ impl IoRemote {
     }
 }
 
+impl IoSlot {
+    /// A slot with no waiters, ready both ways or not at all.
+    fn new(ready: bool) -> IoSlot {
+        IoSlot {
+            readable: Cell::new(ready),
+            writable: Cell::new(ready),
+            read_closed: Cell::new(false),
+            write_closed: Cell::new(false),
+            urgent: Cell::new(false),
+            readers: RefCell::default(),
+            writers: RefCell::default(),
+        }
+    }
+}
+
 /// Counts this greenlet in `hub.io_waiters` while it is parked on I/O; a drop guard so a kill
 /// unwinding out of `park` still uncounts it.
 struct IoWaitGuard<'a>(&'a Hub);
@@ -132,15 +147,7 @@ impl Hub {
                 self.io_remote.get_or_init(|| r).clone()
             }
         };
-        let token = self.io.borrow_mut().insert(IoSlot {
-            readable: Cell::new(true),
-            writable: Cell::new(true),
-            read_closed: Cell::new(false),
-            write_closed: Cell::new(false),
-            urgent: Cell::new(false),
-            readers: RefCell::default(),
-            writers: RefCell::default(),
-        });
+        let token = self.io.borrow_mut().insert(IoSlot::new(true));
         let registered =
             self.poll
                 .borrow()
@@ -174,15 +181,7 @@ impl Hub {
     /// # Errors
     /// The error of `epoll_ctl` (`EEXIST`: already in this poll; `EPERM`: a regular file).
     pub(crate) fn io_register_for(&self, fd: RawFd, interest: Interest) -> io::Result<usize> {
-        let token = self.io.borrow_mut().insert(IoSlot {
-            readable: Cell::new(false),
-            writable: Cell::new(false),
-            read_closed: Cell::new(false),
-            write_closed: Cell::new(false),
-            urgent: Cell::new(false),
-            readers: RefCell::default(),
-            writers: RefCell::default(),
-        });
+        let token = self.io.borrow_mut().insert(IoSlot::new(false));
         let registered =
             self.poll
                 .borrow()
@@ -239,15 +238,7 @@ impl Hub {
                 .io
                 .try_borrow_mut()
                 .map_err(|_| io::Error::other("I/O slots busy"))?
-                .insert(IoSlot {
-                    readable: Cell::new(true),
-                    writable: Cell::new(true),
-                    read_closed: Cell::new(false),
-                    write_closed: Cell::new(false),
-                    urgent: Cell::new(false),
-                    readers: RefCell::default(),
-                    writers: RefCell::default(),
-                }),
+                .insert(IoSlot::new(true)),
         };
         let r = self
             .poll

@@ -6,7 +6,8 @@
 //! - [`panic_message`] of a caught panic;
 //! - [`eventually`] / [`eventually_within`]: poll a condition from a greenlet; [`DropCounter`];
 //! - descriptor limits: [`raise_nofile`], [`set_nofile`];
-//! - sockets: [`echo`], [`ask`], [`message`], [`set_linger_zero`]; the [`SLACK`] bound.
+//! - sockets: [`echo`], [`ask`], [`message`], [`set_linger_zero`]; the [`SLACK`] bound;
+//! - stack regions: [`with_max_stacks`] (a hub with few regions), [`stack_churners`].
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::any::Any;
@@ -211,4 +212,44 @@ pub fn ask(addr: std::net::SocketAddr, msg: &[u8]) -> Vec<u8> {
     let mut back = Vec::new();
     c.read_to_end(&mut back).unwrap();
     back
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stack regions
+
+/// Runs `f` on a fresh thread whose hub has at most `max_stacks` shared regions.
+pub fn with_max_stacks<T: Send + 'static>(
+    max_stacks: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        greenhub::hub::Config::new()
+            .max_stacks(max_stacks)
+            .install()
+            .unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Greenlets that fill a big stack array with their own byte, yield many times, and check it:
+/// they run over whatever region they are bound to.
+pub fn stack_churners(n: u8, rounds: usize, ok: &Rc<Cell<bool>>) -> Vec<greenhub::Greenlet<()>> {
+    (0..n)
+        .map(|k| {
+            let ok = ok.clone();
+            greenhub::hub::spawn(move || {
+                let mut buf = [k; 16 * 1024];
+                for i in 0..rounds {
+                    std::hint::black_box(&mut buf);
+                    greenhub::hub::yield_now();
+                    if buf.iter().any(|&b| b != k) {
+                        ok.set(false);
+                    }
+                    buf[i % buf.len()] = k;
+                }
+            })
+        })
+        .collect()
 }

@@ -12,39 +12,10 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use greenhub::hub;
+use support::{stack_churners, with_max_stacks};
 
-/// Runs `f` on a fresh thread whose hub has at most `max_stacks` shared regions.
-fn with_max_stacks<T: Send + 'static>(
-    max_stacks: usize,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        hub::Config::new().max_stacks(max_stacks).install().unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-/// Greenlets that fill a big stack array with their own byte, yield many times, and check it.
-fn stack_churners(n: u8, rounds: usize, ok: &Rc<Cell<bool>>) -> Vec<hub::Greenlet<()>> {
-    (0..n)
-        .map(|k| {
-            let ok = ok.clone();
-            hub::spawn(move || {
-                let mut buf = [k; 16 * 1024];
-                for i in 0..rounds {
-                    std::hint::black_box(&mut buf);
-                    hub::yield_now();
-                    if buf.iter().any(|&b| b != k) {
-                        ok.set(false);
-                    }
-                    buf[i % buf.len()] = k;
-                }
-            })
-        })
-        .collect()
-}
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 /// A waker that counts its wakes; no runtime needed.
 struct Flag(AtomicBool);
