@@ -41,7 +41,9 @@
 //! regions whose greenlets are parked, and greenlets bound to one region share it by **stack
 //! slicing**: the region's occupant keeps its bytes in place, the others' live bytes are copied
 //! to the heap until they are resumed — so a million parked greenlets cost their slices, not a
-//! million stacks. Regions nobody uses give their pages back when the hub goes idle.
+//! million stacks. When the hub goes idle, regions nobody uses give their pages back, and so do
+//! regions whose greenlets have all been parked for half a second (their live slices move to the
+//! heap first).
 //!
 //! **What sharing rules out.** By default a greenlet's addresses may be shared: while it is
 //! parked, another greenlet bound to the same region may run over them. Safe code that lets
