@@ -205,3 +205,44 @@ fn idle_regions_give_their_pages_back() {
         });
     });
 }
+
+#[test]
+fn greenlets_parked_half_a_second_are_sliced_to_the_heap_and_keep_their_bytes() {
+    with_max_stacks(64, || {
+        hub::run(|| {
+            let go = Rc::new(greenhub::sync::Event::new());
+            let gs: Vec<_> = (0..8u8)
+                .map(|k| {
+                    let go = go.clone();
+                    hub::spawn(move || {
+                        let mut buf = [k; 64 * 1024]; // 16 pages in its own region
+                        std::hint::black_box(&mut buf);
+                        go.wait().unwrap();
+                        std::hint::black_box(&mut buf);
+                        buf.iter().all(|&b| b == k)
+                    })
+                })
+                .collect();
+            hub::yield_now();
+            let before = hub::stats();
+            hub::sleep(Duration::from_millis(900)); // the hub idles: the regions go cold
+            let after = hub::stats();
+            assert!(
+                after.slice_saves - before.slice_saves >= 8,
+                "the idle occupants were not sliced: {before:?} -> {after:?}"
+            );
+            assert!(
+                after.stack_releases - before.stack_releases >= 8,
+                "their regions kept their pages: {before:?} -> {after:?}"
+            );
+            assert!(after.slice_bytes_reserved >= 8 * 64 * 1024);
+            go.set();
+            for g in gs {
+                assert!(
+                    g.join().unwrap(),
+                    "a greenlet's bytes did not survive the release"
+                );
+            }
+        });
+    });
+}
