@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use greenhub::hub;
 use greenhub::sync::{Event, Mutex};
 use greenhub::GreenletError;
+use support::{assert_child_ok, child_command, is_child, panic_message, run_child_within};
+
+mod support;
 
 /// Counts the bytes allocated and not yet freed, for item 6.
 struct Counting;
@@ -36,67 +39,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const CHILD_ENV: &str = "GREENHUB_BREAKIT_CHILD";
-
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
-/// Re-runs this binary with only `test` as the child (through `GREENHUB_TEST_RUNNER` if set),
-/// with `env`; kills it and fails if it runs longer than `limit` (a hang).
+/// Re-runs this binary with only `test` as the child, with `env`, bounded by `limit`.
 fn run_child(test: &str, env: &[(&str, &str)], limit: Duration) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let runner = std::env::var("GREENHUB_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(p) => {
-            let mut c = Command::new(p);
-            c.args(parts).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = child_command(test);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("spawn the test binary");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            // SAFETY: kill(2) of our own child, not yet reaped (its waiter is still blocked).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("the child {test} hung (killed after {limit:?})");
-        }
-    }
-}
-
-/// Asserts the child passed; returns its stderr.
-fn child_ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed: {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    stderr
-}
-
-fn message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic>".into()
-    }
+    run_child_within(cmd, test, limit)
 }
 
 const BOUND: Duration = Duration::from_secs(60);
@@ -137,7 +86,7 @@ fn a_wait_while_unwinding_a_panic_returns_at_once_and_others_stay_killable() {
             b.kill(); // before the fix: B's sleep returned at once forever (the count was A's)
             assert!(matches!(b.join(), Err(GreenletError::Killed)));
             match a.join() {
-                Err(GreenletError::Panicked(p)) => assert_eq!(message(&*p), "A panics"),
+                Err(GreenletError::Panicked(p)) => assert_eq!(panic_message(&*p), "A panics"),
                 other => panic!("A: {other:?}"),
             }
         });
@@ -149,14 +98,14 @@ fn a_wait_while_unwinding_a_panic_returns_at_once_and_others_stay_killable() {
         assert!(ms < 1000, "the wait during unwinding blocked {ms} ms");
         return;
     }
-    child_ok(&run_child(NAME, &[], BOUND));
+    assert_child_ok(&run_child(NAME, &[], BOUND));
 }
 
 #[test]
 fn join_and_sleep_while_unwinding_return_at_once_without_switching() {
     const NAME: &str = "join_and_sleep_while_unwinding_return_at_once_without_switching";
     if !is_child(NAME) {
-        child_ok(&run_child(NAME, &[], BOUND));
+        assert_child_ok(&run_child(NAME, &[], BOUND));
         return;
     }
     hub::run(|| {
@@ -224,7 +173,7 @@ fn a_greenlet_catching_its_kill_still_lets_others_run_and_dies_when_it_stops() {
         });
         return;
     }
-    child_ok(&run_child(NAME, &[], BOUND));
+    assert_child_ok(&run_child(NAME, &[], BOUND));
 }
 
 #[test]
@@ -241,7 +190,7 @@ fn hub_run_returns_when_a_greenlet_catches_every_kill() {
         assert!(t0.elapsed() < Duration::from_secs(20));
         return;
     }
-    let err = child_ok(&run_child(NAME, &[], BOUND));
+    let err = assert_child_ok(&run_child(NAME, &[], BOUND));
     assert!(
         err.contains("would not die") && err.contains("abandoned"),
         "no warning about the greenlet that would not die:\n{err}"
@@ -282,7 +231,7 @@ fn killing_unstarted_delayed_greenlets_frees_them_at_once() {
         });
         return;
     }
-    child_ok(&run_child(NAME, &[], BOUND));
+    assert_child_ok(&run_child(NAME, &[], BOUND));
 }
 
 // ---- item 8: a detached greenlet whose result panics when dropped --------------------------
@@ -312,7 +261,7 @@ fn a_detached_result_that_panics_when_dropped_is_reported_not_an_abort() {
         });
         return;
     }
-    let err = child_ok(&run_child(NAME, &[], BOUND));
+    let err = assert_child_ok(&run_child(NAME, &[], BOUND));
     assert!(
         err.contains("(bad-result)'s result panicked when dropped")
             && err.contains("the result's destructor panics"),
@@ -351,7 +300,7 @@ fn a_bad_stack_size_in_the_environment_is_an_error_at_hub_creation() {
         );
         // Implicit creation (first use) fails the same way, as a panic naming the variable.
         let p = panic::catch_unwind(|| hub::spawn(|| ()).id()).unwrap_err();
-        let m = message(&*p);
+        let m = panic_message(&*p);
         assert!(
             m.contains("GREENHUB_STACK_SIZE") && m.contains("cannot create"),
             "{m}"
@@ -359,7 +308,7 @@ fn a_bad_stack_size_in_the_environment_is_an_error_at_hub_creation() {
         return;
     }
     for v in ["abc", "-5", "1g", "8mb", "99999999999999m"] {
-        child_ok(&run_child(NAME, &[("GREENHUB_STACK_SIZE", v)], BOUND));
+        assert_child_ok(&run_child(NAME, &[("GREENHUB_STACK_SIZE", v)], BOUND));
     }
 }
 
@@ -388,7 +337,7 @@ fn a_deadlock_report_in_hub_run_names_the_whole_chain() {
         })
     })
     .join();
-    let m = message(&*r.unwrap_err());
+    let m = panic_message(&*r.unwrap_err());
     assert!(m.contains("would block forever"), "{m}");
     assert!(m.contains("the main greenlet"), "{m}");
     assert!(
@@ -427,7 +376,7 @@ fn without_a_subscriber_runtime_warnings_reach_stderr_once_per_kind_per_second()
         });
         return;
     }
-    let err = child_ok(&run_child(NAME, &[], BOUND));
+    let err = assert_child_ok(&run_child(NAME, &[], BOUND));
     assert_eq!(
         err.matches("panicked and nobody joined it: detached boom")
             .count(),
@@ -462,7 +411,7 @@ fn plain_mpmc_calls_select_and_unblock_observe_timeout_scopes() {
     const NAME: &str = "plain_mpmc_calls_select_and_unblock_observe_timeout_scopes";
     if !is_child(NAME) {
         // Before the fix the plain send below waited forever (a hang: bounded here).
-        child_ok(&run_child(NAME, &[], BOUND));
+        assert_child_ok(&run_child(NAME, &[], BOUND));
         return;
     }
     hub::run(|| {

@@ -11,63 +11,19 @@
 //!
 //! The main-thread-at-process-exit case is `tests/exit_main_thread.rs` (it needs its own `main`).
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use greenhub::hub;
 use greenhub::sync::Queue;
+use support::{assert_child_ok, child_command, is_child, run_child_within};
 
-const CHILD_ENV: &str = "GREENHUB_THREAD_EXIT_CHILD";
+mod support;
 
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
-/// Re-runs this binary with only `test` as the child (through `GREENHUB_TEST_RUNNER` if set) and
-/// returns its output; kills it and fails if it takes longer than `limit` (a hang).
+/// Re-runs this binary with only `test` as the child, bounded by `limit`.
 fn run_child(test: &str, limit: Duration) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let runner = std::env::var("GREENHUB_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(p) => {
-            let mut c = Command::new(p);
-            c.args(parts).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    let child = cmd
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the test binary");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            // SAFETY: kill(2) on the pid of our own child, which has not been reaped (the waiting
-            // thread is still blocked in wait).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("the child {test} hung (killed after {limit:?})");
-        }
-    }
-}
-
-fn assert_child_ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed: {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    stderr
+    run_child_within(child_command(test), test, limit)
 }
 
 /// Set when `Q` is destroyed.

@@ -59,15 +59,39 @@ pub fn run_child(test: &str) -> Output {
     child_command(test).output().expect("spawn the test binary")
 }
 
-/// Asserts a child run passed, showing its output if not.
-pub fn assert_child_ok(out: &Output) {
+/// Runs `cmd` (a [`child_command`] with its environment added) and returns its output; kills it
+/// and fails, naming `test`, if it runs longer than `limit` (a hang is then a failure, not a
+/// stuck test run).
+pub fn run_child_within(mut cmd: Command, test: &str, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the test binary");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of our own child, which has not been reaped (the waiting
+            // thread is still blocked in wait).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("the child {test} hung (killed after {limit:?})");
+        }
+    }
+}
+
+/// Asserts a child run passed, showing its output if not; returns its stderr.
+pub fn assert_child_ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success() && stdout.contains("1 passed"),
         "child failed: {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
+    stderr
 }
 
 // ---------------------------------------------------------------------------------------------
