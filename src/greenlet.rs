@@ -12,13 +12,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::rt::{
-    context, current_hub, panic_message, warn_at, Core, Hub, KillSignal, Kind, Start, Task, WaitOn,
-    Wake, Warning,
+    context, current_hub, panic_message, warn_at, Core, Hub, KillSignal, Kind, Start, Task,
+    TaskBox, TaskRef, WaitOn, Wake, Warning,
 };
 
 /// The typed side of a task, for `Greenlet<T>`.
 trait Joinable<T>: Task {
-    fn take(&self) -> Option<Result<T, GreenletError>>;
+    fn take(&self, core: &Core) -> Option<Result<T, GreenletError>>;
 }
 
 enum Stage<F, T> {
@@ -28,48 +28,20 @@ enum Stage<F, T> {
     Taken,
 }
 
-/// One allocation per greenlet: the core and the closure's stage side by side.
+/// What a greenlet runs: the closure's stage. With the core in front of it (`rt::TaskBox`), the
+/// one allocation per greenlet.
 struct TaskCell<F, T> {
-    core: Core,
     stage: RefCell<Stage<F, T>>,
 }
 
 impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-
-    fn run(&self) {
-        let f = match std::mem::replace(&mut *self.stage.borrow_mut(), Stage::Running) {
-            Stage::Pending(f) => f,
-            _ => unreachable!("greenhub: {} started twice", self.core.describe()),
-        };
-        let mut outcome = match panic::catch_unwind(AssertUnwindSafe(f)) {
-            Ok(v) => Ok(v),
-            Err(p) if p.is::<KillSignal>() => Err(GreenletError::Killed),
-            Err(p) => Err(GreenletError::Panicked(p)),
-        };
-        // Drop the greenlet-local values here, on this greenlet's own stack; a destructor that
-        // panics turns a successful outcome into that panic (or Killed, if it blocked while the
-        // greenlet was being killed).
-        if let Some(p) = context::drop_locals(&self.core) {
-            if outcome.is_ok() {
-                outcome = Err(if p.is::<KillSignal>() {
-                    GreenletError::Killed
-                } else {
-                    GreenletError::Panicked(p)
-                });
-            }
-        }
-        if self.core.detached.get() {
-            // Nobody will join: drop the value here, on this greenlet's own stack, and say so if
-            // it was a panic.
-            report_unjoined(&self.core, &outcome);
-            *self.stage.borrow_mut() = Stage::Taken;
-            drop_detached(&self.core, outcome);
-        } else {
-            *self.stage.borrow_mut() = Stage::Done(outcome);
-        }
+    /// Only the closure's call is in this frame, which stays on the greenlet's stack (and so in
+    /// its slice) for its whole life: taking the closure and recording the outcome run in
+    /// out-of-line helpers whose frames are gone while the closure runs.
+    fn run(&self, core: &Core) {
+        let f = self.take_closure(core);
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        self.finish_run(core, result);
     }
 
     fn discard(&self) {
@@ -81,13 +53,54 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
     }
 }
 
+impl<F: FnOnce() -> T, T> TaskCell<F, T> {
+    #[inline(never)]
+    fn take_closure(&self, core: &Core) -> F {
+        match std::mem::replace(&mut *self.stage.borrow_mut(), Stage::Running) {
+            Stage::Pending(f) => f,
+            _ => unreachable!("greenhub: {} started twice", core.describe()),
+        }
+    }
+
+    /// Records how the closure ended, on the greenlet's own stack.
+    #[inline(never)]
+    fn finish_run(&self, core: &Core, result: Result<T, Box<dyn Any + Send>>) {
+        let mut outcome = match result {
+            Ok(v) => Ok(v),
+            Err(p) if p.is::<KillSignal>() => Err(GreenletError::Killed),
+            Err(p) => Err(GreenletError::Panicked(p)),
+        };
+        // Drop the greenlet-local values here, on this greenlet's own stack; a destructor that
+        // panics turns a successful outcome into that panic (or Killed, if it blocked while the
+        // greenlet was being killed).
+        if let Some(p) = context::drop_locals(core) {
+            if outcome.is_ok() {
+                outcome = Err(if p.is::<KillSignal>() {
+                    GreenletError::Killed
+                } else {
+                    GreenletError::Panicked(p)
+                });
+            }
+        }
+        if core.detached.get() {
+            // Nobody will join: drop the value here, on this greenlet's own stack, and say so if
+            // it was a panic.
+            report_unjoined(core, &outcome);
+            *self.stage.borrow_mut() = Stage::Taken;
+            drop_detached(core, outcome);
+        } else {
+            *self.stage.borrow_mut() = Stage::Done(outcome);
+        }
+    }
+}
+
 impl<F: FnOnce() -> T, T> Joinable<T> for TaskCell<F, T> {
-    fn take(&self) -> Option<Result<T, GreenletError>> {
+    fn take(&self, core: &Core) -> Option<Result<T, GreenletError>> {
         let mut stage = self.stage.borrow_mut();
         match std::mem::replace(&mut *stage, Stage::Taken) {
             Stage::Done(r) => Some(r),
             // Abandoned under panic=abort: it never finished its closure.
-            Stage::Running if self.core.is_finished() => Some(Err(GreenletError::Killed)),
+            Stage::Running if core.is_finished() => Some(Err(GreenletError::Killed)),
             other => {
                 *stage = other;
                 None
@@ -119,7 +132,7 @@ fn drop_detached<T>(core: &Core, outcome: Result<T, GreenletError>) {
 #[inline(never)]
 fn report_drop_panic(core: &Core, p: &(dyn Any + Send)) {
     warn_at!(Warning::DetachedPanic, error,
-        { greenlet.id = core.id, greenlet.name = core.name.as_deref().unwrap_or(""), }
+        { greenlet.id = core.id, greenlet.name = core.name().unwrap_or(""), }
         "greenhub: {}'s result panicked when dropped, and nobody joined it: {}",
         core.describe(),
         panic_message(p)
@@ -132,7 +145,7 @@ fn report_drop_panic(core: &Core, p: &(dyn Any + Send)) {
 #[inline(never)]
 fn report_unjoined_panic(core: &Core, p: &(dyn Any + Send)) {
     warn_at!(Warning::DetachedPanic, error,
-        { greenlet.id = core.id, greenlet.name = core.name.as_deref().unwrap_or(""), }
+        { greenlet.id = core.id, greenlet.name = core.name().unwrap_or(""), }
         "greenhub: {} panicked and nobody joined it: {}",
         core.describe(),
         panic_message(p)
@@ -189,7 +202,7 @@ impl std::error::Error for GreenletError {}
 /// std::thread::spawn(move || g.join()); // Greenlet is !Send
 /// ```
 pub struct Greenlet<T> {
-    task: Rc<dyn Joinable<T>>,
+    task: Rc<TaskBox<dyn Joinable<T>>>,
 }
 
 impl<T> fmt::Debug for Greenlet<T> {
@@ -197,7 +210,7 @@ impl<T> fmt::Debug for Greenlet<T> {
         let core = self.task.core();
         f.debug_struct("Greenlet")
             .field("id", &core.id)
-            .field("name", &core.name)
+            .field("name", &core.name())
             .field("state", &core.state())
             .finish()
     }
@@ -211,7 +224,7 @@ impl<T: 'static> Greenlet<T> {
 
     /// The name given with [`Builder::name`].
     pub fn name(&self) -> Option<&str> {
-        self.task.core().name.as_deref()
+        self.task.core().name()
     }
 
     /// Whether the greenlet has finished (returned, panicked or been killed).
@@ -231,7 +244,7 @@ impl<T: 'static> Greenlet<T> {
     }
 
     /// The type-erased task, for `pool::Group`, which tracks greenlets of any value type.
-    pub(crate) fn as_task(&self) -> Rc<dyn Task> {
+    pub(crate) fn as_task(&self) -> TaskRef {
         self.task.clone()
     }
 
@@ -263,7 +276,7 @@ impl<T: 'static> Greenlet<T> {
     }
 
     fn take_result(&self) -> Result<T, GreenletError> {
-        match self.task.take() {
+        match self.task.body.take(&self.task.core) {
             Some(r) => r,
             None if self.is_finished() => {
                 panic!(
@@ -344,7 +357,7 @@ impl<T> Drop for Greenlet<T> {
         let core = self.task.core();
         core.detached.set(true);
         if core.is_finished() {
-            if let Some(r) = self.task.take() {
+            if let Some(r) = self.task.body.take(&self.task.core) {
                 report_unjoined(core, &r);
                 drop_detached(core, r);
             }
@@ -452,9 +465,11 @@ impl Builder {
         T: 'static,
     {
         let hub: &Hub = current_hub();
-        let task = Rc::new(TaskCell {
+        let task = Rc::new(TaskBox {
             core: Core::new(Kind::Worker, self.name),
-            stage: RefCell::new(Stage::Pending(f)),
+            body: TaskCell {
+                stage: RefCell::new(Stage::Pending(f)),
+            },
         });
         task.core.exclusive.set(self.exclusive);
         if let Some(span) = self.span {

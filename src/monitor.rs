@@ -215,7 +215,7 @@ pub fn run_info() -> Vec<GreenletInfo> {
             let on = c.waiting_on.get();
             GreenletInfo {
                 id: c.id,
-                name: c.name.as_deref().map(str::to_owned),
+                name: c.name().map(str::to_owned),
                 is_main: c.kind == Kind::Main,
                 state,
                 parked_on: (c.state() == State::Parked && on != WaitOn::Nothing)

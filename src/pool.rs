@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use crate::greenlet::{Greenlet, GreenletError};
 use crate::hub;
 use crate::rt::{current_hub, WaitOn, Wake};
-use crate::rt::{Task, Waiter};
+use crate::rt::{TaskRef, Waiter};
 use crate::sync::{deadline_after, AsyncResult, Event, Queue, Semaphore, TimedOut};
 
 mod private {
@@ -138,7 +138,7 @@ impl<T, E> Sealed for AsyncResult<T, E> {
 impl<T, E> Waitable for AsyncResult<T, E> {}
 
 /// A group member, type-erased.
-struct Member(Rc<dyn Task>);
+struct Member(TaskRef);
 
 impl Sealed for Member {
     fn ready(&self) -> bool {
@@ -475,8 +475,7 @@ impl Group {
         let hub = current_hub();
         let me = hub.current_core("kill a group and wait for it").id;
         self.prune();
-        let mut victims: Vec<Rc<dyn Task>> =
-            self.members.borrow().iter().map(|m| m.0.clone()).collect();
+        let mut victims: Vec<TaskRef> = self.members.borrow().iter().map(|m| m.0.clone()).collect();
         // A member killing its own group goes last: killing itself unwinds at once.
         victims.sort_by_key(|v| v.core().id == me);
         for v in &victims {

@@ -39,12 +39,11 @@
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::rt::current_hub;
-use crate::rt::{Scope, ScopeSignal, Task};
+use crate::rt::{Scope, ScopeSignal, TaskRef};
 
 /// The error of [`timeout`]: the scope's own deadline passed while the closure was blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -144,7 +143,7 @@ static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
 /// once its deadline passes, every blocking call of that greenlet times out at once.
 #[must_use = "the scope ends when the guard is dropped"]
 pub struct Timeout {
-    task: Rc<dyn Task>,
+    task: TaskRef,
     id: u64,
     deadline: Instant,
 }
@@ -183,7 +182,7 @@ impl Timeout {
         hub.current_core("open a timeout scope");
         let task = hub.current_waiter().task;
         let id = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed);
-        task.core().scopes.borrow_mut().push(Scope {
+        task.core().cold().scopes.borrow_mut().push(Scope {
             id,
             deadline,
             fired: false,
@@ -200,16 +199,17 @@ impl Timeout {
     pub fn expired(&self) -> bool {
         self.task
             .core()
-            .scopes
-            .borrow()
-            .iter()
-            .any(|s| s.id == self.id && s.fired)
+            .cold_if_any()
+            .is_some_and(|c| c.scopes.borrow().iter().any(|s| s.id == self.id && s.fired))
     }
 }
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        let mut scopes = self.task.core().scopes.borrow_mut();
+        let Some(cold) = self.task.core().cold_if_any() else {
+            return;
+        };
+        let mut scopes = cold.scopes.borrow_mut();
         if let Some(i) = scopes.iter().rposition(|s| s.id == self.id) {
             scopes.remove(i);
         }

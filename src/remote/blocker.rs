@@ -132,13 +132,16 @@ impl Blocker {
             return self.park(on, deadline);
         };
         let core = hub.current_core("wait for another thread");
-        let scopes = std::mem::take(&mut *core.scopes.borrow_mut());
+        let scopes = match core.cold_if_any() {
+            Some(c) => std::mem::take(&mut *c.scopes.borrow_mut()),
+            None => Vec::new(),
+        };
         /// Puts the scopes back however the park ends (a kill unwinds through here).
         struct Restore<'a>(&'a Core, Option<Vec<Scope>>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
-                if let Some(s) = self.1.take() {
-                    let mut mine = self.0.scopes.borrow_mut();
+                if let Some(s) = self.1.take().filter(|s| !s.is_empty()) {
+                    let mut mine = self.0.cold().scopes.borrow_mut();
                     let newer = std::mem::replace(&mut *mine, s);
                     mine.extend(newer);
                 }

@@ -26,7 +26,7 @@ impl Beacon {
     pub(crate) fn entering(&self, core: &Core) {
         self.running.store(core.id, Ordering::Relaxed);
         self.switches.fetch_add(1, Ordering::Relaxed);
-        if let Some(n) = &core.name {
+        if let Some(n) = core.name() {
             if let Ok(mut slot) = self.name.try_lock() {
                 if slot.0 != core.id {
                     slot.0 = core.id;

@@ -250,7 +250,7 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c
                 let core = unsafe { &*core };
                 m.push(b"greenlet ");
                 m.push_u64(core.id);
-                if let Some(name) = core.name.as_deref() {
+                if let Some(name) = core.name() {
                     m.push(b" (");
                     m.push_str_trunc(name, 96);
                     m.push(b")");

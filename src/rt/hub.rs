@@ -36,9 +36,10 @@ use super::config::Settings;
 use super::guard;
 use super::io::{IoRemote, IoSlot, WAKER_TOKEN};
 use super::mailbox::Mailbox;
+use super::sched::ReadyQueue;
 use super::stacks::Stacks;
 use super::stats::Counters;
-use super::task::{Core, Kind, Task, Waiter};
+use super::task::{Core, Kind, Task, TaskBox, TaskRef, Waiter};
 use super::timer::Timers;
 use crate::stack::Stack;
 use crate::sys::switch as arch;
@@ -58,15 +59,15 @@ pub(crate) struct Hub {
     /// The hub context's saved stack pointer while a greenlet runs.
     pub(super) hub_sp: Cell<*mut u8>,
     /// The thread's main greenlet.
-    pub(super) main: Rc<dyn Task>,
+    pub(super) main: TaskRef,
     /// Core of the running greenlet; null while the hub context runs. Points into the task owned
     /// by `running`. Read by the overflow handler (`guard.rs`).
     pub(super) current: Cell<*const Core>,
     /// Owns the running greenlet (main or worker) while it runs. A `Cell` (take/set), not a
     /// `RefCell`: this is touched twice per switch.
-    pub(super) running: Cell<Option<Rc<dyn Task>>>,
+    pub(super) running: Cell<Option<TaskRef>>,
     /// FIFO of greenlets to resume.
-    pub(super) ready: RefCell<VecDeque<Rc<dyn Task>>>,
+    pub(super) ready: ReadyQueue,
     /// Resumes left in the current loop iteration (see `yield_now`'s fast path).
     pub(super) budget: Cell<usize>,
     /// The greenlet that just switched to the hub yielded: put it back in the ready queue.
@@ -74,7 +75,7 @@ pub(crate) struct Hub {
     /// Functions to run on the hub's stack at the next iteration.
     pub(super) callbacks: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     /// Every spawned, unfinished worker. Owning them here keeps parked cores alive.
-    pub(super) live: RefCell<Slab<Rc<dyn Task>>>,
+    pub(super) live: RefCell<Slab<TaskRef>>,
     pub(super) timers: RefCell<Timers<Waiter>>,
     pub(super) poll: RefCell<mio::Poll>,
     pub(super) events: RefCell<mio::Events>,
@@ -153,16 +154,11 @@ pub(crate) fn existing_hub() -> Option<&'static Hub> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// The main greenlet's task: a core and nothing to run.
-struct MainTask {
-    core: Core,
-}
+/// The main greenlet's body: nothing to run.
+struct MainTask;
 
 impl Task for MainTask {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-    fn run(&self) {
+    fn run(&self, _core: &Core) {
         unreachable!("greenhub: the main greenlet is never started by the hub")
     }
     fn discard(&self) {}
@@ -192,8 +188,9 @@ impl Hub {
         // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused (invariant 8); its top
         // is page aligned.
         let hub_sp = unsafe { arch::init_frame(hub_stack.top(), hub_entry, 0) };
-        let main: Rc<dyn Task> = Rc::new(MainTask {
+        let main: TaskRef = Rc::new(TaskBox {
             core: Core::new(Kind::Main, None),
+            body: MainTask,
         });
         let mut hub = Box::new(Hub {
             overflow: guard::Registration::none(),
@@ -204,7 +201,7 @@ impl Hub {
             current: Cell::new(main.core()),
             running: Cell::new(Some(main.clone())),
             main,
-            ready: RefCell::new(VecDeque::new()),
+            ready: ReadyQueue::default(),
             budget: Cell::new(0),
             requeue: Cell::new(false),
             callbacks: RefCell::new(VecDeque::new()),
@@ -231,14 +228,15 @@ impl Hub {
 
     /// A clone of the running greenlet's task.
     #[track_caller]
-    pub(crate) fn running_task(&self) -> Rc<dyn Task> {
-        let t = self
-            .running
-            .take()
-            .expect("greenhub: no greenlet is running");
-        let c = t.clone();
-        self.running.set(Some(t));
-        c
+    pub(crate) fn running_task(&self) -> TaskRef {
+        // SAFETY: `running` is written only by `resume` and `entered_hub`, in the hub context, never
+        // while this shared borrow lives: cloning an `Rc` runs no code that could switch or reach
+        // the hub (invariant 5: one thread).
+        let running = unsafe { &*self.running.as_ptr() };
+        match running {
+            Some(t) => t.clone(),
+            None => no_running_panic(),
+        }
     }
 
     /// The running greenlet's core.
@@ -286,7 +284,7 @@ impl Hub {
     }
 
     /// The main greenlet and every spawned, unfinished worker (for `monitor::run_info`).
-    pub(crate) fn all_tasks(&self) -> Vec<Rc<dyn Task>> {
+    pub(crate) fn all_tasks(&self) -> Vec<TaskRef> {
         let mut v = vec![self.main.clone()];
         v.extend(self.live.borrow().iter().map(|(_, t)| t.clone()));
         v
@@ -307,6 +305,13 @@ impl Hub {
     pub(crate) fn run_callback(&self, f: Box<dyn FnOnce()>) {
         self.callbacks.borrow_mut().push_back(f);
     }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn no_running_panic() -> ! {
+    panic!("greenhub: no greenlet is running")
 }
 
 #[cold]

@@ -42,14 +42,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use slab::Slab;
 
 use super::hub::Hub;
-use super::task::{panic_message, Task, Waiter, Wake};
+use super::task::{panic_message, TaskRef, Waiter, Wake};
 
 /// A job another thread asks a hub to run on its own stack.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
@@ -135,7 +134,7 @@ pub(crate) struct Mailbox {
     remote_sources: Cell<usize>,
     /// Greenlets spawned through a `Handle` and not finished, by remote id: what a remote kill
     /// looks up. Each entry removes itself when its greenlet ends.
-    spawned: RefCell<HashMap<u64, Rc<dyn Task>>>,
+    spawned: RefCell<HashMap<u64, TaskRef>>,
 }
 
 impl Mailbox {
@@ -209,12 +208,12 @@ impl Mailbox {
     }
 
     /// Remembers a greenlet spawned from another thread under its remote id.
-    pub(crate) fn remember(&self, id: u64, task: Rc<dyn Task>) {
+    pub(crate) fn remember(&self, id: u64, task: TaskRef) {
         self.spawned.borrow_mut().insert(id, task);
     }
 
     /// Forgets (and returns) the greenlet spawned under remote id `id`.
-    pub(crate) fn forget(&self, id: u64) -> Option<Rc<dyn Task>> {
+    pub(crate) fn forget(&self, id: u64) -> Option<TaskRef> {
         self.spawned.borrow_mut().remove(&id)
     }
 

@@ -18,16 +18,17 @@
 //! blocks, yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it
 //! the occupant of the shared stack (`slicing.rs`).
 
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::context;
 use super::hub::Hub;
 use super::stacks;
 use super::stats::add;
-use super::task::{panic_message, Core, KillSignal, Kind, State, Task, WaitOn, Waiter, Wake};
+use super::task::{panic_message, Core, KillSignal, Kind, State, TaskRef, WaitOn, Waiter, Wake};
 use super::timer::TimerKey;
 use super::warn::{warn_at, Warning};
 use crate::sys::switch as arch;
@@ -100,8 +101,10 @@ impl Hub {
         let gen = core.gen.get();
         // Timeout scopes: the earliest enclosing scope deadline bounds this park too. `by_scope`
         // remembers that it, not the caller's own deadline, is the one the timer carries (ties go
-        // to the caller's own deadline).
-        let nearest_scope = core.scopes.borrow().iter().map(|s| s.deadline).min();
+        // to the caller's own deadline). Most greenlets have no scope (no cold fields at all).
+        let nearest_scope = core
+            .cold_if_any()
+            .and_then(|c| c.scopes.borrow().iter().map(|s| s.deadline).min());
         let (deadline, by_scope) = match (deadline, nearest_scope) {
             (Some(own), Some(scope)) if scope < own => (Some(scope), true),
             (None, Some(scope)) => (Some(scope), true),
@@ -114,10 +117,7 @@ impl Hub {
         core.park();
         core.waiting_on.set(on);
         core.wake.set(Wake::Woken);
-        Armed {
-            timer,
-            deadline: if by_scope { deadline } else { None },
-        }
+        Armed { timer, by_scope }
     }
 
     /// Ends a park: cancels its timer and turns the wake reason into the caller's answer.
@@ -131,11 +131,21 @@ impl Hub {
         match core.wake.get() {
             Wake::Deadlock => deadlock_panic(&self.deadlock_chain(on), core),
             _ if core.kill.get() => self.interrupt(core),
-            Wake::TimedOut if armed.deadline.is_some() => {
+            Wake::TimedOut if armed.by_scope => {
                 // The scope deadline fired: record which scope(s) it was, so each can tell whether
-                // the expiry was its own.
-                for s in core.scopes.borrow_mut().iter_mut() {
-                    if Some(s.deadline) == armed.deadline {
+                // the expiry was its own: the earliest one, which is the one the timer carried
+                // (the greenlet itself pushes and pops its scopes, and it was parked), if it has
+                // passed (a scope dropped meanwhile by somebody else leaves the rest alone unless
+                // their own deadline has passed too).
+                let now = Instant::now();
+                let mut scopes = core.cold().scopes.borrow_mut();
+                let nearest = scopes
+                    .iter()
+                    .map(|s| s.deadline)
+                    .min()
+                    .filter(|d| *d <= now);
+                for s in scopes.iter_mut() {
+                    if Some(s.deadline) == nearest {
                         s.fired = true;
                     }
                 }
@@ -185,7 +195,7 @@ impl Hub {
         // resume it, copying nothing. So skip both switches and charge the resume to the budget:
         // I/O and timers still get their turn after BUDGET resumes, exactly as on the slow path.
         let budget = self.budget.get();
-        if budget > 0 && self.ready.borrow().is_empty() && self.callbacks.borrow().is_empty() {
+        if budget > 0 && self.ready.is_empty() && self.callbacks.borrow().is_empty() {
             self.budget.set(budget - 1);
             return;
         }
@@ -202,20 +212,20 @@ impl Hub {
         let core = w.core();
         core.make_ready();
         core.wake.set(why);
-        self.ready.borrow_mut().push_back(w.task.clone());
+        self.ready.push(w.task.clone());
         true
     }
 
     /// Registers a freshly built worker: ready now, or parked until `start`.
-    pub(crate) fn schedule_new(&self, task: Rc<dyn Task>, start: Start) {
+    pub(crate) fn schedule_new(&self, task: TaskRef, start: Start) {
         let core = task.core();
         core.live_key
-            .set(self.live.borrow_mut().insert(task.clone()));
+            .set(live_key(self.live.borrow_mut().insert(task.clone())));
         add(&self.counters.spawned, 1);
         match start {
             Start::Now => {
                 core.make_ready();
-                self.ready.borrow_mut().push_back(task);
+                self.ready.push(task);
             }
             Start::Never => {
                 // A delay past the end of time: parked with no timer, as `sleep(Duration::MAX)`.
@@ -233,13 +243,13 @@ impl Hub {
                         gen,
                     },
                 );
-                core.start_timer.set(Some(key));
+                core.cold().start_timer.set(Some(key));
             }
         }
     }
 
     /// Asks a greenlet to die. See `Greenlet::kill` for the semantics.
-    pub(crate) fn request_kill(&self, task: &Rc<dyn Task>) {
+    pub(crate) fn request_kill(&self, task: &TaskRef) {
         let core = task.core();
         if core.kind == Kind::Main {
             return;
@@ -251,7 +261,7 @@ impl Hub {
                 core.finish();
                 // A `spawn_later` greenlet: its timer holds the task until the deadline; free it
                 // now (the waiter is dropped outside the borrow).
-                if let Some(key) = core.start_timer.take() {
+                if let Some(key) = core.cold_if_any().and_then(|c| c.start_timer.take()) {
                     let waiter = self.timers.borrow_mut().cancel(key);
                     drop(waiter);
                 }
@@ -286,11 +296,14 @@ impl Hub {
     }
 
     /// Forgets a finished worker: frees its slice, removes it from `live`, wakes its joiners.
-    pub(crate) fn retire(&self, task: &Rc<dyn Task>) {
+    pub(crate) fn retire(&self, task: &TaskRef) {
         let core = task.core();
         self.leave_region(core);
         core.slice.borrow_mut().release();
-        let removed = self.live.borrow_mut().try_remove(core.live_key.get());
+        let removed = self
+            .live
+            .borrow_mut()
+            .try_remove(core.live_key.get() as usize);
         debug_assert!(
             removed.is_some(),
             "greenhub: {} retired twice",
@@ -307,7 +320,7 @@ impl Hub {
     /// Makes `task` (a worker) the occupant of the shared stack, evicting and restoring slices as
     /// Runs `task` until it switches back to the hub. Hub context only.
     #[inline]
-    pub(super) fn resume(&self, task: Rc<dyn Task>, core: *const Core) {
+    pub(super) fn resume(&self, task: TaskRef, core: *const Core) {
         // SAFETY: `core` is `task.core()`; `task` keeps it alive until it is moved into `running`,
         // which keeps it alive until we take it back out below (invariant 9).
         let c = unsafe { &*core };
@@ -352,7 +365,7 @@ impl Hub {
         context::switched_out(c);
         if self.requeue.replace(false) {
             // It yielded: move it to the back of the queue (no refcount traffic).
-            self.ready.borrow_mut().push_back(task);
+            self.ready.push(task);
             return;
         }
         if c.is_finished() {
@@ -367,7 +380,7 @@ impl Hub {
             self.run_callbacks();
             self.budget.set(BUDGET);
             while self.budget.get() > 0 {
-                let Some(task) = self.ready.borrow_mut().pop_front() else {
+                let Some(task) = self.ready.pop() else {
                     break;
                 };
                 self.budget.set(self.budget.get() - 1);
@@ -378,7 +391,7 @@ impl Hub {
                 }
             }
             self.budget.set(0);
-            let busy = !self.ready.borrow().is_empty() || !self.callbacks.borrow().is_empty();
+            let busy = !self.ready.is_empty() || !self.callbacks.borrow().is_empty();
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else if let Some(at) = self.timers.borrow_mut().next_deadline() {
@@ -501,6 +514,42 @@ impl Hub {
     }
 }
 
+/// A `live` slab key as stored in [`Core::live_key`].
+///
+/// # Panics
+/// Past 2^32 - 1 live greenlets on one hub (each costs hundreds of bytes: far beyond memory).
+fn live_key(key: usize) -> u32 {
+    u32::try_from(key).expect("greenhub: more than 4 billion live greenlets on one hub")
+}
+
+/// The FIFO of greenlets to resume, touched on every wake and every resume: a `VecDeque` without
+/// `RefCell`'s borrow flag.
+#[derive(Default)]
+pub(crate) struct ReadyQueue(UnsafeCell<VecDeque<TaskRef>>);
+
+impl ReadyQueue {
+    #[inline(always)]
+    pub(super) fn push(&self, task: TaskRef) {
+        // SAFETY: the `&mut` lives for this call only and nothing in it can reach the queue again:
+        // `push_back` runs no greenhub or user code (it may allocate; a global allocator is
+        // `unsafe impl` and must not call back into the runtime), and the hub is one thread's
+        // (invariant 5).
+        unsafe { (*self.0.get()).push_back(task) }
+    }
+
+    #[inline(always)]
+    pub(super) fn pop(&self) -> Option<TaskRef> {
+        // SAFETY: as in `push`: `pop_front` moves the handle out, dropping nothing.
+        unsafe { (*self.0.get()).pop_front() }
+    }
+
+    #[inline(always)]
+    pub(super) fn is_empty(&self) -> bool {
+        // SAFETY: as in `push`; a shared read.
+        unsafe { (*self.0.get()).is_empty() }
+    }
+}
+
 /// When a new worker starts (`Hub::schedule_new`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Start {
@@ -515,8 +564,8 @@ pub(crate) enum Start {
 /// What `arm_park` hands to `end_park` across the switch.
 struct Armed {
     timer: Option<TimerKey>,
-    /// The scope deadline the timer carries, when a scope's (not the caller's own) deadline won.
-    deadline: Option<Instant>,
+    /// The timer carries the earliest enclosing scope's deadline, not the caller's own.
+    by_scope: bool,
 }
 
 #[cold]

@@ -18,19 +18,18 @@
 //! fresh frame at the top instead of a restore.
 
 use std::ptr;
-use std::rc::Rc;
 use std::time::Instant;
 
 use super::hub::{Hub, WORKER_ENTRY};
 use super::stats::{add, size_bucket};
-use super::task::{Core, Task, NO_REGION};
+use super::task::{Core, TaskRef, NO_REGION};
 use crate::sys::switch as arch;
 
 impl Hub {
     /// Makes `task` (a worker) the occupant of its stack region — binding it to one first if it
     /// has never run — evicting and restoring slices as needed. Runs on the hub's stack.
     #[inline]
-    pub(super) fn make_occupant(&self, task: &Rc<dyn Task>, core: &Core) {
+    pub(super) fn make_occupant(&self, task: &TaskRef, core: &Core) {
         let i = core.region.get();
         if i != NO_REGION {
             let regions = self.stacks.regions();
@@ -46,7 +45,7 @@ impl Hub {
     /// The slow path of `make_occupant`: bind a new worker to a region, copy the region's occupant
     /// out and `task` in.
     #[inline(never)]
-    fn evict_and_enter(&self, task: &Rc<dyn Task>, core: &Core) {
+    fn evict_and_enter(&self, task: &TaskRef, core: &Core) {
         if core.region.get() == NO_REGION {
             let exclusive = core.exclusive.get() || self.all_exclusive;
             match self.stacks.assign(exclusive, self.counters.switches.get()) {

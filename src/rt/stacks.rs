@@ -63,12 +63,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::ptr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::task::{Core, Task};
+use super::task::{Core, TaskRef};
 use crate::stack::Stack;
 
 /// Default most regions a hub maps for greenlets that may share (exclusive ones come on top).
@@ -107,7 +106,7 @@ pub(super) struct Region {
     /// the hot frames of different regions fall in different cache sets.
     pub(super) top: *mut u8,
     /// The worker whose bytes are in the region.
-    pub(super) occupant: Cell<Option<Rc<dyn Task>>>,
+    pub(super) occupant: Cell<Option<TaskRef>>,
     /// The occupant's core, for the pointer comparison on the lazy path; null if none.
     pub(super) occupant_core: Cell<*const Core>,
     /// Live (started, unfinished) greenlets bound here.
@@ -314,7 +313,7 @@ impl Stacks {
     /// saving), and the region is free once nobody else is bound to it. Returns the occupant
     /// handle to drop after the caller's borrows end (dropping it may run destructors).
     #[inline]
-    pub(super) fn unbind(&self, i: u32, core: &Core) -> Option<Rc<dyn Task>> {
+    pub(super) fn unbind(&self, i: u32, core: &Core) -> Option<TaskRef> {
         let regions = self.regions.borrow();
         let r = &regions[i as usize];
         let occupant = if ptr::eq(r.occupant_core.get(), core) {
@@ -378,8 +377,8 @@ impl Stacks {
     pub(super) fn evict_cold(
         &self,
         threshold: u64,
-        mut save: impl FnMut(&Region, &Rc<dyn Task>),
-    ) -> Vec<Rc<dyn Task>> {
+        mut save: impl FnMut(&Region, &TaskRef),
+    ) -> Vec<TaskRef> {
         let regions = self.regions.borrow();
         let mut evicted = Vec::new();
         let mut pending = false;

@@ -33,7 +33,7 @@
 //! alive while wait lists, timers and handles refer to it ([invariant 9](super#invariants)).
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,58 +78,68 @@ pub(crate) enum Kind {
 pub(crate) struct Core {
     /// Process-unique; fixed at creation. Read by anyone (diagnostics, the overflow handler).
     pub(crate) id: u64,
-    /// Fixed at creation. Read by anyone (diagnostics, the overflow handler, the monitor).
-    pub(crate) name: Option<Box<str>>,
-    /// Fixed at creation.
-    pub(crate) kind: Kind,
+    /// Saved stack pointer while not running. Written only by the switch (and the fresh frame the
+    /// slicing code makes); read by the hub before resuming.
+    pub(crate) sp: Cell<*mut u8>,
+    /// Start of that region's guard page (0 until bound), for the overflow handler, which reads
+    /// it on this thread without touching the hub's tables. Set with `region`.
+    pub(crate) stack_guard: Cell<usize>,
+    /// The heap copy of `[sp, top)` while another worker occupies the shared stack. Only the
+    /// slicing code on the hub's stack touches it ([invariant 8](super#invariants)); released by
+    /// `retire`.
+    pub(crate) slice: RefCell<Slice>,
+    /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
+    /// so a join allocates nothing). Added to by joiners, drained by `retire`; any further joiners
+    /// are in [`Cold::more_joiners`].
+    joiner: Cell<Option<Waiter>>,
+    /// What the greenlet is parked on, for diagnostics. Set by `arm_park`, cleared by `end_park`.
+    pub(crate) waiting_on: Cell<WaitOn>,
+    /// Greenlet-local values and the saved tracing span stack, allocated on first use
+    /// (`context.rs`); `None` for a greenlet that uses neither. Touched by the greenlet itself
+    /// (locals), the switch hooks in `sched.rs` (spans) and the drop hooks.
+    pub(crate) context: super::context::Slot,
+    /// The rarely used fields, allocated on first use (see [`Cold`]): a greenlet that has no
+    /// name, no second joiner, no timeout scope and no delayed start never allocates it.
+    cold: OnceCell<Box<Cold>>,
+    /// Key in the hub's `live` table. Set once by `schedule_new`.
+    pub(crate) live_key: Cell<u32>,
+    /// Index of the stack region it is bound to (`stacks.rs`), [`NO_REGION`] until it first runs.
+    /// Set once by the slicing code; never changes after (its slice holds absolute addresses).
+    pub(crate) region: Cell<u32>,
+    /// Number of the current (or next) park; see [`Waiter`]. Bumped by `end_park` only.
+    pub(crate) gen: Cell<u32>,
     /// Written only by the transition methods below.
     state: Cell<State>,
+    /// Fixed at creation.
+    pub(crate) kind: Kind,
+    /// Why the last park ended. Written by `Hub::wake` (with the `Ready` transition) and reset
+    /// by `arm_park`; read by `end_park`.
+    pub(crate) wake: Cell<Wake>,
     /// Set once by the slicing code when it writes the worker's first frame (main: always true).
     pub(crate) started: Cell<bool>,
     /// Asked for a stack region of its own (`Builder::exclusive_stack`). Set by the builder
     /// before the greenlet is scheduled; read when it first runs.
     pub(crate) exclusive: Cell<bool>,
-    /// Index of the stack region it is bound to (`stacks.rs`), [`NO_REGION`] until it first runs.
-    /// Set once by the slicing code; never changes after (its slice holds absolute addresses).
-    pub(crate) region: Cell<u32>,
-    /// Start of that region's guard page (0 until bound), for the overflow handler, which reads
-    /// it on this thread without touching the hub's tables. Set with `region`.
-    pub(crate) stack_guard: Cell<usize>,
-    /// Saved stack pointer while not running. Written only by the switch (and the fresh frame the
-    /// slicing code makes); read by the hub before resuming.
-    pub(crate) sp: Cell<*mut u8>,
-    /// The heap copy of `[sp, top)` while another worker occupies the shared stack. Only the
-    /// slicing code on the hub's stack touches it ([invariant 8](super#invariants)); released by
-    /// `retire`.
-    pub(crate) slice: RefCell<Slice>,
-    /// Number of the current (or next) park; see [`Waiter`]. Bumped by `end_park` only.
-    pub(crate) gen: Cell<u32>,
-    /// Why the last park ended. Written by `Hub::wake` (with the `Ready` transition) and reset
-    /// by `arm_park`; read by `end_park`.
-    pub(crate) wake: Cell<Wake>,
-    /// What the greenlet is parked on, for diagnostics. Set by `arm_park`, cleared by `end_park`.
-    pub(crate) waiting_on: Cell<WaitOn>,
     /// A kill was requested. Set by `Hub::request_kill`; never cleared.
     pub(crate) kill: Cell<bool>,
     /// The kill payload was thrown at least once (so a blocking point reached again caught it:
     /// it yields before throwing again). Set by `Hub::interrupt`; never cleared.
     pub(crate) kill_delivered: Cell<bool>,
+    /// The `Greenlet` handle was dropped: nobody will take the result. Set by the handle's drop.
+    pub(crate) detached: Cell<bool>,
+}
+
+/// The fields of a [`Core`] most greenlets never use, out of line so that a parked greenlet's
+/// control block stays small.
+#[derive(Default)]
+pub(crate) struct Cold {
+    /// Fixed at creation. Read by anyone (diagnostics, the overflow handler, the monitor).
+    pub(crate) name: Option<Box<str>>,
     /// The timer that starts a `spawn_later` greenlet, so a kill before the start cancels it.
     /// Set by `schedule_new`, taken by `request_kill`.
     pub(crate) start_timer: Cell<Option<TimerKey>>,
-    /// Key in the hub's `live` table. Set once by `schedule_new`.
-    pub(crate) live_key: Cell<usize>,
-    /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
-    /// so a join allocates nothing). Added to by joiners, drained by `retire`.
-    joiner: Cell<Option<Waiter>>,
-    /// Any further joiners.
+    /// Joiners after the first.
     more_joiners: RefCell<Vec<Waiter>>,
-    /// The `Greenlet` handle was dropped: nobody will take the result. Set by the handle's drop.
-    pub(crate) detached: Cell<bool>,
-    /// Greenlet-local values and the saved tracing span stack, allocated on first use
-    /// (`context.rs`); `None` for a greenlet that uses neither. Touched by the greenlet itself
-    /// (locals), the switch hooks in `sched.rs` (spans) and the drop hooks.
-    pub(crate) context: super::context::Slot,
     /// Active timeout scopes (`timeout`, `Timeout`), innermost last. Pushed and removed (by id: a
     /// `Timeout` guard may be dropped out of order) by the running greenlet itself; `arm_park`
     /// bounds every park by the earliest deadline here and `end_park` marks the scope whose
@@ -145,38 +155,79 @@ pub(crate) struct Scope {
     pub(crate) fired: bool,
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Greenlet ids are handed out in blocks of [`ID_BLOCK`] per thread, so a spawn touches no shared
+/// cache line: the global counter moves once per block.
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(1);
+const ID_BLOCK: u64 = 1024;
+
+thread_local! {
+    /// The next id of this thread's block and the end of the block (`next == end`: take a new one).
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// A process-unique greenlet id (never 0).
+fn next_id() -> u64 {
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
 
 impl Core {
     pub(crate) fn new(kind: Kind, name: Option<Box<str>>) -> Core {
         Core {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name,
-            kind,
+            id: next_id(),
+            sp: Cell::new(std::ptr::null_mut()),
+            stack_guard: Cell::new(0),
+            slice: RefCell::new(Slice::default()),
+            joiner: Cell::new(None),
+            waiting_on: Cell::new(WaitOn::Nothing),
+            context: super::context::Slot::default(),
+            // The name is fixed at creation, so a named greenlet gets its cold fields now.
+            cold: match name {
+                Some(name) => OnceCell::from(Box::new(Cold {
+                    name: Some(name),
+                    ..Cold::default()
+                })),
+                None => OnceCell::new(),
+            },
+            live_key: Cell::new(u32::MAX),
+            region: Cell::new(NO_REGION),
+            gen: Cell::new(0),
             state: Cell::new(if kind == Kind::Main {
                 State::Running
             } else {
                 State::New
             }),
+            kind,
+            wake: Cell::new(Wake::Woken),
             started: Cell::new(kind == Kind::Main),
             exclusive: Cell::new(false),
-            region: Cell::new(NO_REGION),
-            stack_guard: Cell::new(0),
-            sp: Cell::new(std::ptr::null_mut()),
-            slice: RefCell::new(Slice::default()),
-            gen: Cell::new(0),
-            wake: Cell::new(Wake::Woken),
-            waiting_on: Cell::new(WaitOn::Nothing),
             kill: Cell::new(false),
             kill_delivered: Cell::new(false),
-            start_timer: Cell::new(None),
-            live_key: Cell::new(usize::MAX),
-            joiner: Cell::new(None),
-            more_joiners: RefCell::new(Vec::new()),
             detached: Cell::new(false),
-            context: super::context::Slot::default(),
-            scopes: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The cold fields, allocated now if they were not.
+    pub(crate) fn cold(&self) -> &Cold {
+        self.cold.get_or_init(Box::default)
+    }
+
+    /// The cold fields if allocated.
+    #[inline(always)]
+    pub(crate) fn cold_if_any(&self) -> Option<&Cold> {
+        self.cold.get().map(|b| &**b)
+    }
+
+    /// The greenlet's name, if it was given one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.cold_if_any().and_then(|c| c.name.as_deref())
     }
 
     /// Adds a waiter to wake when this greenlet finishes.
@@ -185,7 +236,7 @@ impl Core {
             None => self.joiner.set(Some(w)),
             Some(first) => {
                 self.joiner.set(Some(first));
-                self.more_joiners.borrow_mut().push(w);
+                self.cold().more_joiners.borrow_mut().push(w);
             }
         }
     }
@@ -198,20 +249,24 @@ impl Core {
                 self.joiner.set(Some(first));
             }
         }
-        self.more_joiners.borrow_mut().retain(|w| !stale(w));
+        if let Some(c) = self.cold_if_any() {
+            c.more_joiners.borrow_mut().retain(|w| !stale(w));
+        }
     }
 
     /// Takes every joiner, to wake them.
     pub(crate) fn take_joiners(&self) -> (Option<Waiter>, Vec<Waiter>) {
         (
             self.joiner.take(),
-            std::mem::take(&mut *self.more_joiners.borrow_mut()),
+            self.cold_if_any()
+                .map(|c| std::mem::take(&mut *c.more_joiners.borrow_mut()))
+                .unwrap_or_default(),
         )
     }
 
     /// "greenlet 7 (name)" or "greenlet 7", for messages.
     pub(crate) fn describe(&self) -> String {
-        match (&self.name, self.kind) {
+        match (self.name(), self.kind) {
             (_, Kind::Main) => format!("the main greenlet (id {})", self.id),
             (Some(n), _) => format!("greenlet {} ({})", self.id, n),
             (None, _) => format!("greenlet {}", self.id),
@@ -291,13 +346,41 @@ impl Core {
     }
 }
 
-/// A greenlet as the hub sees it: a core and a closure, type-erased.
+/// What a greenlet runs, type-erased: the closure and its result slot (`greenlet.rs`).
 pub(crate) trait Task {
-    fn core(&self) -> &Core;
     /// Runs the closure on the greenlet's own stack, catching every panic ([invariant 3](super#invariants)).
-    fn run(&self);
+    fn run(&self, core: &Core);
     /// Drops the closure without running it (a kill before start) and records `Killed`.
     fn discard(&self);
+}
+
+/// A greenlet as the hub sees it: its control block and, type-erased, what it runs, in one
+/// allocation. `core` is a plain field in front of the unsized `body`, so reaching it from a
+/// [`TaskRef`] is a constant offset, not a dynamic call.
+pub(crate) struct TaskBox<B: ?Sized> {
+    pub(crate) core: Core,
+    pub(crate) body: B,
+}
+
+/// An owning handle on a greenlet (the hub's tables, waiters, `Greenlet` handles).
+pub(crate) type TaskRef = Rc<TaskBox<dyn Task>>;
+
+impl<B: ?Sized + Task> TaskBox<B> {
+    /// The control block.
+    #[inline(always)]
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Runs the closure (see [`Task::run`]).
+    pub(crate) fn run(&self) {
+        self.body.run(&self.core)
+    }
+
+    /// Drops the closure unrun (see [`Task::discard`]).
+    pub(crate) fn discard(&self) {
+        self.body.discard()
+    }
 }
 
 /// The payload a kill unwinds with. Private: user code can catch it but not forge it.
@@ -317,18 +400,20 @@ pub(crate) const SCOPE_SIGNAL_MESSAGE: &str =
 /// lists, timers and I/O registrations; never on a waiter's stack ([invariant 1](super#invariants)).
 #[derive(Clone)]
 pub(crate) struct Waiter {
-    pub(crate) task: Rc<dyn Task>,
+    pub(crate) task: TaskRef,
     pub(crate) gen: u32,
 }
 
 impl Waiter {
+    #[inline(always)]
     pub(crate) fn core(&self) -> &Core {
-        self.task.core()
+        &self.task.core
     }
 
     /// Whether the park this waiter was made for is still in progress.
+    #[inline(always)]
     pub(crate) fn is_pending(&self) -> bool {
-        let c = self.task.core();
+        let c = &self.task.core;
         c.state.get() == State::Parked && c.gen.get() == self.gen
     }
 

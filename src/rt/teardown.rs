@@ -35,11 +35,10 @@ use std::cell::Cell;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::rc::Rc;
 use std::sync::Mutex;
 
 use super::hub::{Hub, CURRENT, TORN_DOWN};
-use super::task::{Kind, Task};
+use super::task::{Kind, TaskRef};
 use super::warn::{warn_at, Warning};
 
 /// Rounds of kill-and-run at teardown before survivors are abandoned.
@@ -50,7 +49,7 @@ thread_local! {
     static TEARDOWN: TeardownGuard = const { TeardownGuard };
 }
 
-/// What thread-exit teardown leaked on purpose (addresses of boxed `Rc<dyn Task>`s and of whole
+/// What thread-exit teardown leaked on purpose (addresses of boxed `TaskRef`s and of whole
 /// hubs), kept so the memory stays reachable. Never read.
 static GRAVEYARD: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
@@ -141,8 +140,7 @@ impl Hub {
             return;
         }
         for _ in 0..KILL_ROUNDS {
-            let victims: Vec<Rc<dyn Task>> =
-                self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+            let victims: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
             if victims.is_empty() {
                 break;
             }
@@ -156,7 +154,7 @@ impl Hub {
             let bound = 2 * victims.len() + 16;
             drop(victims);
             let mut spins = 0;
-            while !self.ready.borrow().is_empty() && spins < bound {
+            while !self.ready.is_empty() && spins < bound {
                 self.yield_now();
                 spins += 1;
             }
@@ -174,7 +172,7 @@ impl Hub {
                 survivors.len(),
                 survivors.join(", ")
             );
-            let abandoned: Vec<Rc<dyn Task>> = self.live.borrow_mut().drain().collect();
+            let abandoned: Vec<TaskRef> = self.live.borrow_mut().drain().collect();
             for t in &abandoned {
                 t.core().abandon();
             }
@@ -189,7 +187,7 @@ impl Hub {
     /// Called with the hub already unreachable through `CURRENT`, from the main greenlet. Returns
     /// whether it abandoned any.
     fn abandon_at_exit(&self) -> bool {
-        let tasks: Vec<Rc<dyn Task>> = self.live.borrow_mut().drain().collect();
+        let tasks: Vec<TaskRef> = self.live.borrow_mut().drain().collect();
         let mut abandoned = Vec::new();
         for t in tasks {
             let core = t.core();

@@ -20,6 +20,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::num::NonZeroU64;
 use std::time::Instant;
 
 use slab::Slab;
@@ -29,7 +30,9 @@ use slab::Slab;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey {
     slot: usize,
-    seq: u64,
+    /// Sequence numbers start at 1, so `Option<TimerKey>` is two words (it lives in a parked
+    /// greenlet's frame).
+    seq: NonZeroU64,
 }
 
 struct Pending<A> {
@@ -53,7 +56,7 @@ impl<A> Timers<A> {
         Timers {
             heap: BinaryHeap::new(),
             slots: Slab::new(),
-            next_seq: 0,
+            next_seq: 1,
         }
     }
 
@@ -78,13 +81,16 @@ impl<A> Timers<A> {
             action,
         });
         self.heap.push(Reverse((deadline, seq, slot)));
-        TimerKey { slot, seq }
+        TimerKey {
+            slot,
+            seq: NonZeroU64::new(seq).expect("greenhub: timer sequence numbers start at 1"),
+        }
     }
 
     /// Cancels a pending timer and returns its action; `None` if it already fired or was cancelled.
     pub(crate) fn cancel(&mut self, key: TimerKey) -> Option<A> {
         match self.slots.get(key.slot) {
-            Some(p) if p.seq == key.seq => {}
+            Some(p) if p.seq == key.seq.get() => {}
             _ => return None,
         }
         let action = self.slots.remove(key.slot).action;

@@ -3,12 +3,11 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ops::Deref;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::waitlist::{self, WaitList};
 use super::{deadline_after, TimedOut};
-use crate::rt::{current_hub, Task};
+use crate::rt::{current_hub, TaskRef};
 
 /// A reentrant lock: the greenlet that holds it may acquire it again without blocking; it is
 /// released when every acquisition has been released (gevent's `RLock`, Python's
@@ -69,7 +68,7 @@ pub struct RLock<T: ?Sized = ()> {
     locked: Cell<bool>,
     /// The owning greenlet's task while it holds the lock. Kept as the task (not only the id) so a
     /// dead owner can be named and detected.
-    owner: RefCell<Option<Rc<dyn Task>>>,
+    owner: RefCell<Option<TaskRef>>,
     /// The owner's acquisitions not yet released.
     count: Cell<usize>,
     waiters: WaitList<()>,
@@ -116,7 +115,7 @@ impl<T> RLock<T> {
 /// # Panics
 /// Inside the hub context.
 #[track_caller]
-fn me(doing: &str) -> (u64, Rc<dyn Task>) {
+fn me(doing: &str) -> (u64, TaskRef) {
     let hub = current_hub();
     let id = hub.current_core(doing).id;
     (id, hub.current_waiter().task)
@@ -150,7 +149,7 @@ impl<T: ?Sized> RLock<T> {
     /// The fast path shared by every acquire: a reentrant acquisition by the owner, or the free
     /// lock taken by a caller nobody waits ahead of. `None` if the caller must wait.
     #[track_caller]
-    fn try_take(&self, id: u64, task: &Rc<dyn Task>) -> Option<()> {
+    fn try_take(&self, id: u64, task: &TaskRef) -> Option<()> {
         if self.locked.get() {
             let owner = self.owner.borrow();
             match owner.as_ref() {
@@ -173,14 +172,14 @@ impl<T: ?Sized> RLock<T> {
         Some(())
     }
 
-    fn take_ownership(&self, task: Rc<dyn Task>) {
+    fn take_ownership(&self, task: TaskRef) {
         self.locked.set(true);
         *self.owner.borrow_mut() = Some(task);
         self.count.set(1);
     }
 
     /// Waits in the FIFO for the lock; on success the caller owns it with a count of 1.
-    fn wait_for(&self, task: Rc<dyn Task>, deadline: Option<Instant>) -> Result<(), TimedOut> {
+    fn wait_for(&self, task: TaskRef, deadline: Option<Instant>) -> Result<(), TimedOut> {
         // Ownership handed to us while a kill unwinds us out of the park goes to the next waiter.
         let out = waitlist::wait(&self.waiters, None, "an RLock", deadline, |r| {
             if r.notified {
