@@ -64,6 +64,11 @@ fn report(before: u64, after: u64, reached: usize, extra: &str) {
 // Parked waiters, one child per (peer, count).
 
 fn idle_greenhub(n: usize) {
+    idle_greenhub_parked(n, false)
+}
+
+/// `n` greenlets parked in `Event::wait` (`sleep = false`) or in `hub::sleep` of an hour.
+fn idle_greenhub_parked(n: usize, sleep: bool) {
     use greenhub::{hub, sync::Event};
     use std::cell::Cell;
     use std::rc::Rc;
@@ -76,10 +81,19 @@ fn idle_greenhub(n: usize) {
         let mut handles = Vec::with_capacity(n);
         for _ in 0..n {
             let (e, s) = (ev.clone(), started.clone());
-            handles.push(hub::spawn(move || {
-                s.set(s.get() + 1);
-                let _ = e.wait();
-            }));
+            // One closure per kind, so neither's frame holds the other's inlined code.
+            handles.push(if sleep {
+                drop(e);
+                hub::spawn(move || {
+                    s.set(s.get() + 1);
+                    hub::sleep(Duration::from_secs(3600));
+                })
+            } else {
+                hub::spawn(move || {
+                    s.set(s.get() + 1);
+                    let _ = e.wait();
+                })
+            });
         }
         while started.get() < n {
             hub::sleep(Duration::from_millis(1));
@@ -351,6 +365,7 @@ fn child_main(spec: &str) {
     let n: usize = n.parse().unwrap();
     match peer {
         "greenhub" => idle_greenhub(n),
+        "greenhub-sleep" => idle_greenhub_parked(n, true),
         "tokio" => idle_tokio(n),
         "may" => idle_may(n),
         "threads" => idle_threads(n),
@@ -453,7 +468,7 @@ fn main() {
         "\n### Idle waiters (RSS growth / count)\n\n| waiter | count | reached | RSS before | RSS after | bytes per waiter | notes |\n|---|---:|---:|---:|---:|---:|---|\n",
     );
     let mut rows = Vec::new();
-    for peer in ["greenhub", "tokio", "may", "threads"] {
+    for peer in ["greenhub", "greenhub-sleep", "tokio", "may", "threads"] {
         for &n in &counts {
             rows.push((peer.to_string(), n));
         }

@@ -326,16 +326,33 @@ fn in_hub_panic(doing: &str) -> ! {
 
 /// Where every worker starts, at the top of its stack region, called by the trampoline.
 extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
+    // Panics are caught inside `run` (invariant 3), so nothing unwinds into the trampoline.
+    run_running();
     let hub = current_hub();
-    {
-        let task = hub.running_task();
-        // Panics are caught inside `run` (invariant 3), so nothing unwinds into the trampoline.
-        task.run();
-    }
     let core = hub.current_core("finish");
     core.finish();
     hub.switch_to_hub(core);
     unreachable!("greenhub: a finished greenlet was resumed");
+}
+
+/// Runs the running worker's closure. Holds nothing across the call (the body's `run` can be a
+/// tail call), so the frames under a parked greenlet's own are only the entry's few words.
+#[inline(never)]
+fn run_running() {
+    let hub = current_hub();
+    // SAFETY: `running` is written only in the hub context (`resume`, `entered_hub`); while this
+    // worker runs it holds this worker's task. The task itself stays alive until the worker has
+    // finished and switched away for good: `live` owns every unfinished worker and `retire`
+    // removes it only after that (invariant 9), so the reference outlives the call.
+    let task: &TaskBox<dyn Task> = match unsafe { &*hub.running.as_ptr() } {
+        Some(t) => {
+            let p: *const TaskBox<dyn Task> = &**t;
+            // SAFETY: see above; detached from the `running` borrow on purpose.
+            unsafe { &*p }
+        }
+        None => no_running_panic(),
+    };
+    task.body.run(&task.core)
 }
 
 /// The entry of a fresh worker frame (used by `slicing.rs`).

@@ -127,6 +127,7 @@ impl Hub {
     }
 
     /// Whether `sp` lies in the stack region of the running worker `core` (debug checks).
+    #[cfg(debug_assertions)]
     pub(super) fn in_own_region(&self, core: &Core, sp: usize) -> bool {
         let i = core.region.get();
         i != NO_REGION && self.stacks.regions()[i as usize].contains(sp)

@@ -372,11 +372,6 @@ impl<B: ?Sized + Task> TaskBox<B> {
         &self.core
     }
 
-    /// Runs the closure (see [`Task::run`]).
-    pub(crate) fn run(&self) {
-        self.body.run(&self.core)
-    }
-
     /// Drops the closure unrun (see [`Task::discard`]).
     pub(crate) fn discard(&self) {
         self.body.discard()

@@ -314,7 +314,6 @@ pub(crate) fn wait<P, F: FnMut(Removed<P>)>(
 /// [`wait`], saying more than a name about what it waits on (a lock's holder, for deadlock
 /// reports).
 #[track_caller]
-#[inline]
 pub(crate) fn wait_on<P, F: FnMut(Removed<P>)>(
     list: &WaitList<P>,
     value: Option<P>,
