@@ -179,6 +179,7 @@ fn next_id() -> u64 {
 }
 
 impl Core {
+    #[inline(always)]
     pub(crate) fn new(kind: Kind, name: Option<Box<str>>) -> Core {
         Core {
             id: next_id(),
