@@ -134,6 +134,9 @@ const MORE: u8 = 1 << 5;
 /// entry the kernel kept) are ignored.
 const DEAD: u8 = 1 << 6;
 
+/// The waiters beyond the first of a direction, with the direction each waits for.
+type Overflow = Vec<(Dir, Waiter)>;
+
 /// An I/O registration's readiness and waiters. Lives in its own `Box`, owned by `IoSlots`; see
 /// the module docs for who may reach it and when it is freed.
 pub(crate) struct IoSlot {
@@ -144,8 +147,9 @@ pub(crate) struct IoSlot {
     reader: Cell<Option<Waiter>>,
     /// The waiter of the write direction.
     writer: Cell<Option<Waiter>>,
-    /// Further waiters, when a direction has two at once. Allocates only then.
-    more: RefCell<Vec<(Dir, Waiter)>>,
+    /// Further waiters, when a direction has two at once. Allocated only then (one pointer in
+    /// the slot otherwise); taken out while it is worked on.
+    more: Cell<Option<Box<Overflow>>>,
     /// The hub whose `IoSlots` owns this slot (and frees it before the hub is freed).
     hub: NonNull<Hub>,
 }
@@ -191,7 +195,7 @@ impl IoSlot {
             naming,
             reader: Cell::new(None),
             writer: Cell::new(None),
-            more: RefCell::new(Vec::new()),
+            more: Cell::new(None),
             hub: NonNull::from(hub),
         }
     }
@@ -232,22 +236,20 @@ impl IoSlot {
     #[cold]
     #[inline(never)]
     fn queue_more(&self, hub: &Hub, dir: Dir, w: Waiter) {
-        let stale = {
-            let mut more = self.more.borrow_mut();
-            // Stale waiters (timed out, killed) are pruned here, so a socket read with a short
-            // timeout in a loop beside a reader that waits for good does not grow the list.
-            let mut stale = Vec::new();
-            let mut i = 0;
-            while i < more.len() {
-                if more[i].1.is_pending() {
-                    i += 1;
-                } else {
-                    stale.push(more.swap_remove(i).1);
-                }
+        let mut more = self.more.take().unwrap_or_default();
+        // Stale waiters (timed out, killed) are pruned here, so a socket read with a short
+        // timeout in a loop beside a reader that waits for good does not grow the list.
+        let mut stale = Vec::new();
+        let mut i = 0;
+        while i < more.len() {
+            if more[i].1.is_pending() {
+                i += 1;
+            } else {
+                stale.push(more.swap_remove(i).1);
             }
-            more.push((dir, w));
-            stale
-        };
+        }
+        more.push((dir, w));
+        self.more.set(Some(more));
         self.ready.set(self.ready.get() | MORE);
         for w in stale {
             discard(hub, w);
@@ -306,7 +308,9 @@ impl IoSlot {
     #[cold]
     #[inline(never)]
     fn wake_more(&self, hub: &Hub, read: bool, write: bool) {
-        let mut list = std::mem::take(&mut *self.more.borrow_mut());
+        let Some(mut list) = self.more.take() else {
+            return;
+        };
         // Runs no greenlet; dropping a woken waiter may run destructors, none of which can queue
         // a waiter (that needs a greenlet), so nothing joins `more` meanwhile.
         list.retain(|(dir, w)| {
@@ -319,10 +323,13 @@ impl IoSlot {
             }
             !hit
         });
-        let mut more = self.more.borrow_mut();
-        more.append(&mut list);
-        if more.is_empty() {
+        if let Some(mut joined) = self.more.take() {
+            list.append(&mut joined);
+        }
+        if list.is_empty() {
             self.ready.set(self.ready.get() & !MORE);
+        } else {
+            self.more.set(Some(list));
         }
     }
 
@@ -331,7 +338,12 @@ impl IoSlot {
     fn take_waiters(&self) -> Vec<Waiter> {
         let mut all: Vec<Waiter> = self.reader.take().into_iter().collect();
         all.extend(self.writer.take());
-        all.extend(self.more.take().into_iter().map(|(_, w)| w));
+        all.extend(
+            self.more
+                .take()
+                .into_iter()
+                .flat_map(|m| m.into_iter().map(|(_, w)| w)),
+        );
         self.ready.set(self.ready.get() & !MORE);
         all
     }
