@@ -913,6 +913,17 @@ mod tests {
     }
 
     #[test]
+    fn an_io_slot_is_its_two_waiter_cells_and_three_words() {
+        // Bits and naming, the overflow pointer, the hub pointer: every registered socket has one.
+        let cells = 2 * std::mem::size_of::<Option<Waiter>>();
+        assert!(
+            std::mem::size_of::<IoSlot>() <= cells + 24,
+            "{}",
+            std::mem::size_of::<IoSlot>()
+        );
+    }
+
+    #[test]
     fn a_slot_removed_during_a_dispatch_is_freed_when_the_batch_ends() {
         let hub = current_hub();
         let (a, _b) = pair();
