@@ -5,15 +5,18 @@
 //!
 //! ```text
 //! loop {
+//!     registered with this thread's hub, blocking mode, and the slot's bits say not ready
+//!                             -> park at once (streams only: stream_read / stream_write)
 //!     try the operation                       (optimistic: most reads find data, most writes room)
-//!     Ok / a real error       -> return it
+//!     Ok / a real error       -> return it    (a short stream transfer marks the slot drained)
 //!     EINTR                   -> try again
 //!     WouldBlock, non-blocking mode -> return WouldBlock (no parking)
-//!     WouldBlock              -> register with this thread's hub on first use (slab token = index
-//!                                in hub.io), clear the slot's readiness flag for this direction,
-//!                                put a Waiter for this greenlet in the slot's list, park with the
-//!                                socket's deadline; poll_io marks the flag and wakes the list
-//!                                when the next edge arrives; retry
+//!     WouldBlock              -> register with this thread's hub on first use (rt/io.rs: a slot
+//!                                on the heap, its address the mio token), clear the slot's
+//!                                readiness bit for this direction, put a Waiter for this
+//!                                greenlet in the slot's cell for it, park with the socket's
+//!                                deadline; poll_io sets the bit and wakes the waiter when the
+//!                                next edge arrives; retry
 //! }
 //! ```
 //!
@@ -22,9 +25,10 @@
 //! data arriving after the failed attempt produces an edge the hub has not yet collected, and a
 //! socket registered for the first time reports its current readiness at once (`EPOLL_CTL_ADD`).
 //!
-//! Waiters live in the hub's slab (`IoSlot::readers` / `writers`), never on the waiting greenlet's
-//! stack (invariant 1). Stale waiters (timed out, killed) are pruned each time a new one is added,
-//! so a socket read with a short timeout in a loop does not grow its list.
+//! Waiters live in the socket's I/O slot on the heap (one per direction, the rare others in a
+//! list beside them), never on the waiting greenlet's stack (invariant 1). A stale waiter (timed
+//! out, killed) is replaced by the next one, so a socket read with a short timeout in a loop does
+//! not grow anything.
 //!
 //! # Ownership by one hub
 //!
@@ -36,9 +40,9 @@
 //!
 //! # Teardown
 //!
-//! The registration is undone (deregistered and its slot removed) when the last clone drops, or
-//! when the socket is converted back to std, before the descriptor closes or is handed over. On
-//! the hub's thread that is done directly. On another thread (a socket moved there before its
+//! The registration (an `rt::IoHandle`) is undone (deregistered and its slot removed) when the
+//! last clone drops, or when the socket is converted back to std, before the descriptor closes or
+//! is handed over. On the hub's thread that is done directly. On another thread (a socket moved there before its
 //! first wait, or converted to std there) the epoll entry is removed at once through a second
 //! handle on the hub's epoll set, and the slot by a message the hub runs itself
 //! (`rt::IoRemote`): the kernel drops an epoll entry only when the open file description is
@@ -48,63 +52,15 @@
 
 #![deny(unsafe_code)]
 
-use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub(crate) use crate::rt::Dir;
-use crate::rt::{current_hub, existing_hub, Hub, IoRemote, Wake};
-
-/// A process-unique id of this thread's hub (threads have exactly one hub in their life).
-fn hub_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        // `const` and destructor-free: readable during thread-local teardown.
-        static ID: Cell<u64> = const { Cell::new(0) };
-    }
-    ID.with(|id| {
-        if id.get() == 0 {
-            id.set(NEXT.fetch_add(1, Ordering::Relaxed));
-        }
-        id.get()
-    })
-}
-
-/// A live registration: undone when dropped, on any thread, before the descriptor closes
-/// (`Registered` declares `reg` before `io`).
-struct Reg {
-    hub: u64,
-    token: usize,
-    fd: RawFd,
-    /// Undoes it from another thread (or after the hub is gone).
-    remote: Arc<IoRemote>,
-}
-
-impl Drop for Reg {
-    fn drop(&mut self) {
-        if hub_id() == self.hub {
-            if let Some(hub) = existing_hub() {
-                hub.io_deregister(self.fd, self.token);
-                return;
-            }
-        }
-        // Another thread (or this hub is gone): the descriptor may stay open (converted to std,
-        // or `dup`ed), and the kernel would keep its entry in the hub's epoll set.
-        self.remote.deregister(self.fd, self.token);
-    }
-}
-
-impl std::fmt::Debug for Reg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reg")
-            .field("hub", &self.hub)
-            .field("token", &self.token)
-            .finish()
-    }
-}
+use crate::rt::{current_hub, IoHandle, IoSlot, Naming, Wake, SHORT_READ_RULE};
+use crate::sys::socket::Errno;
 
 /// The error a wait for I/O ends with when it was not woken by readiness.
 #[cold]
@@ -139,12 +95,12 @@ pub(crate) enum OnTimeout {
 }
 
 /// A non-blocking socket plus its (lazy) registration with a hub and its std-style settings.
-/// Shared by a socket's clones through an `Arc`, so they see one readiness state and one waiter
-/// list, and the descriptor closes when the last clone drops.
+/// Shared by a socket's clones through an `Arc`, so they see one readiness state and one set of
+/// waiters, and the descriptor closes when the last clone drops.
 #[derive(Debug)]
 pub(crate) struct Registered<S: AsRawFd> {
     /// Declared before `io`: fields drop in order, so deregistration precedes the close.
-    reg: OnceLock<Reg>,
+    reg: OnceLock<IoHandle>,
     io: S,
     /// `set_nonblocking(true)`: return `WouldBlock` instead of parking. (The descriptor itself is
     /// always `O_NONBLOCK`.)
@@ -152,17 +108,36 @@ pub(crate) struct Registered<S: AsRawFd> {
     /// Nanoseconds; 0 = no timeout (a zero timeout is rejected when set).
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
+    /// How the registration's mio token names its slot (`rt/io.rs`, "Naming").
+    naming: Naming,
+    /// `io`'s descriptor, read once: `io` owns it and never changes it.
+    fd: RawFd,
 }
 
 impl<S: AsRawFd> Registered<S> {
-    /// Wraps `io`, whose descriptor must already be in non-blocking mode.
+    /// Wraps `io`, whose descriptor must already be in non-blocking mode, for a descriptor that
+    /// code outside greenhub may close or replace (an `AsyncFd`'s value, a `dup` kept for a
+    /// signal or a child): its registration is named by index.
     pub(crate) fn new(io: S) -> Registered<S> {
+        Registered::with_naming(io, Naming::Index)
+    }
+
+    /// Wraps a socket that owns its descriptor (a std socket: nothing but dropping it closes the
+    /// descriptor, and `Registered` deregisters before that), so its mio token can be its slot's
+    /// address.
+    pub(crate) fn owning(io: S) -> Registered<S> {
+        Registered::with_naming(io, Naming::Address)
+    }
+
+    fn with_naming(io: S, naming: Naming) -> Registered<S> {
         Registered {
             reg: OnceLock::new(),
+            fd: io.as_raw_fd(),
             io,
             nonblocking: AtomicBool::new(false),
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
+            naming,
         }
     }
 
@@ -224,13 +199,48 @@ impl<S: AsRawFd> Registered<S> {
         }
     }
 
+    /// This socket's I/O slot, if it is registered with the running thread's hub.
+    #[inline(always)]
+    fn local_slot(&self) -> Option<&IoSlot> {
+        self.reg.get()?.slot()
+    }
+
     /// Runs `op` until it does not return `WouldBlock`, parking on `dir` readiness between tries,
     /// with the socket's timeout for that direction.
     pub(crate) fn io<R>(&self, dir: Dir, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        let deadline = self
-            .timeout(dir)
-            .and_then(|t| Instant::now().checked_add(t));
-        self.io_deadline(dir, deadline, OnTimeout::WouldBlock, op)
+        self.io_loop(dir, None, OnTimeout::WouldBlock, op)
+    }
+
+    /// [`Registered::io`] with an explicit deadline and timeout error.
+    pub(crate) fn io_deadline<R>(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        on_timeout: OnTimeout,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.io_loop(dir, Some(deadline), on_timeout, op)
+    }
+
+    /// The loop of [`Registered::io`]: `deadline` is `None` until the socket's own timeout is
+    /// read, at the first wait.
+    fn io_loop<R>(
+        &self,
+        dir: Dir,
+        mut deadline: Option<Option<Instant>>,
+        on_timeout: OnTimeout,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && !self.nonblocking.load(Ordering::Relaxed) => {}
+                r => return r,
+            }
+            self.wait_ready(dir, &mut deadline, on_timeout)?;
+        }
     }
 
     /// [`Registered::io`] for a stream socket's `write` (and `write_vectored`), where `len` is how
@@ -246,175 +256,165 @@ impl<S: AsRawFd> Registered<S> {
     /// (`sk_stream_write_space`, `unix_write_space`), the same promise the `WouldBlock` path
     /// parks on. Their other early exits are a hang-up or an error during the call, which make an
     /// edge of their own, and a hang-up or error already reported is final (no edge follows), so
-    /// then a write always tries (the `*_closed` flags of the I/O slot). The two caps that make a
+    /// then a write always tries (the `*_CLOSED` bits of the I/O slot). The two caps that make a
     /// write short with room left are excluded: more than `IOV_MAX` buffers (`len` counts only the
     /// ones passed) and the per-call byte cap (`MAX_RW_COUNT`, just under 2 GiB: a `len` of 1 GiB or
     /// more never marks).
     ///
+    /// The readiness is read before the syscall, straight from the slot (`IoSlot::may_try`): a
+    /// write the bits already know would block parks without building an `io::Error`, and `op`
+    /// reports a plain [`Errno`].
+    ///
     /// Reads have their own, narrower rule: [`Registered::stream_read`].
+    #[inline]
     pub(crate) fn stream_write(
         &self,
         len: usize,
-        mut op: impl FnMut(&S) -> io::Result<usize>,
+        op: impl FnMut(RawFd) -> Result<usize, Errno>,
     ) -> io::Result<usize> {
-        let mut skip = self.known_not_ready(Dir::Write);
-        let r = self.io(Dir::Write, |s| {
-            if std::mem::take(&mut skip) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            op(s)
-        });
-        if let Ok(n) = r {
-            if 0 < n && n < len && len < 1 << 30 {
-                self.mark_not_ready(Dir::Write);
-            }
-        }
-        r
+        self.stream(Dir::Write, len, true, op)
     }
 
-    /// [`Registered::io`] for a TCP stream's `read` (and `read_vectored`), where `len` is how many
+    /// [`Registered::io`] for a stream's `read` (and `read_vectored`), where `len` is how many
     /// bytes the one syscall can take (over at most [`IOV_MAX`](crate::sys::socket::IOV_MAX)
-    /// buffers, as std's `readv` passes them).
+    /// buffers, as `recv_vectored` passes them). With `short_reads` (TCP) the short-read rule
+    /// below applies; without (Unix streams), every read tries its syscall, as
+    /// [`Registered::io`].
     ///
     /// A short read proves only that the in-band queue was empty *up to a boundary*, so the rule
     /// of [`Registered::stream_write`] holds for reads only where no boundary can have data behind
     /// it. On a Unix stream socket it never holds (a read stops after a segment carrying
     /// descriptors, `SCM_RIGHTS`, and between segments of different writers), so `UnixStream`
-    /// does not use this. On Linux TCP (`tcp_recvmsg`) a read that copied something stops early
-    /// only when the receive queue (and the socket backlog) ran out, at a FIN or an error — both
-    /// reported once and final, hence the `*_closed` flags that make a read always try — or at
-    /// the urgent mark. Urgent data is the one boundary with data behind it: it makes the poll
-    /// report `EPOLLPRI`, which marks the slot for good (`IoSlot::urgent`), and a slot so marked
-    /// is never marked "drained". If the urgent data arrived after the hub's last poll, its edge
-    /// is still pending and the park that follows collects it. Outside Linux, where the poll does
-    /// not report urgent data, the rule is off. Not covered: a socket the user switched to
-    /// kernel TLS (`TCP_ULP`), whose reads stop at record boundaries.
+    /// passes `short_reads: false`. On Linux TCP (`tcp_recvmsg`) a read that copied something
+    /// stops early only when the receive queue (and the socket backlog) ran out, at a FIN or an
+    /// error — both reported once and final, hence the `*_CLOSED` bits that make a read always
+    /// try — or at the urgent mark. Urgent data is the one boundary with data behind it: it makes
+    /// the poll report `EPOLLPRI`, which marks the slot for good (`URGENT` in `rt/io.rs`), and a
+    /// slot so marked is never marked "drained". If the urgent data arrived after the hub's last
+    /// poll, its edge is still pending and the park that follows collects it. Outside Linux,
+    /// where the poll does not report urgent data, the rule is off. Not covered: a socket the
+    /// user switched to kernel TLS (`TCP_ULP`), whose reads stop at record boundaries.
     ///
     /// In an echo loop this saves one `recv` (the one that would say `EAGAIN`) per round trip.
+    #[inline]
     pub(crate) fn stream_read(
         &self,
         len: usize,
-        mut op: impl FnMut(&S) -> io::Result<usize>,
+        short_reads: bool,
+        op: impl FnMut(RawFd) -> Result<usize, Errno>,
     ) -> io::Result<usize> {
-        if !crate::rt::SHORT_READ_RULE {
-            return self.io(Dir::Read, op);
-        }
-        let mut skip = self.known_not_ready(Dir::Read);
-        let r = self.io(Dir::Read, |s| {
-            if std::mem::take(&mut skip) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            op(s)
-        });
-        if let Ok(n) = r {
-            if 0 < n && n < len && len < 1 << 30 {
-                self.mark_not_ready(Dir::Read);
-            }
-        }
-        r
+        self.stream(Dir::Read, len, short_reads && SHORT_READ_RULE, op)
     }
 
-    /// This socket is registered with this thread's hub, in blocking mode, and the last transfer
-    /// of `dir` showed it not ready with no readiness edge since.
-    fn known_not_ready(&self, dir: Dir) -> bool {
-        let Some(r) = self.reg.get() else {
-            return false;
-        };
-        if r.hub != hub_id() || self.nonblocking.load(Ordering::Relaxed) {
-            return false;
-        }
-        existing_hub().is_some_and(|hub| hub.io_known_not_ready(r.token, dir))
-    }
-
-    /// Records that `dir` is not ready until the next edge (see [`Registered::stream_write`],
-    /// [`Registered::stream_read`]).
-    fn mark_not_ready(&self, dir: Dir) {
-        let Some(r) = self.reg.get() else {
-            return; // unregistered: the first park's registration reports the real state
-        };
-        if r.hub != hub_id() {
-            return;
-        }
-        if let Some(hub) = existing_hub() {
-            hub.io_mark_not_ready(r.token, dir);
-        }
-    }
-
-    /// [`Registered::io`] with an explicit deadline and timeout error.
-    pub(crate) fn io_deadline<R>(
+    /// The loop of [`Registered::stream_read`] and [`Registered::stream_write`]. With `rule`, the
+    /// slot's readiness is checked before the syscall and a short transfer marks it drained.
+    ///
+    /// The fast path — a registered socket of this thread's hub, ready, in blocking mode — is
+    /// straight-line: one load of the registration, one thread-local compare, one load of the
+    /// readiness bits, the syscall, and (for a short transfer) one store.
+    #[inline(always)]
+    fn stream(
         &self,
         dir: Dir,
-        deadline: Option<Instant>,
-        on_timeout: OnTimeout,
-        mut op: impl FnMut(&S) -> io::Result<R>,
-    ) -> io::Result<R> {
+        len: usize,
+        rule: bool,
+        mut op: impl FnMut(RawFd) -> Result<usize, Errno>,
+    ) -> io::Result<usize> {
+        let mut deadline = None;
         loop {
-            match op(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        && !self.nonblocking.load(Ordering::Relaxed) => {}
-                r => return r,
+            let blocking = !self.nonblocking.load(Ordering::Relaxed);
+            let slot = self.local_slot();
+            if rule && blocking {
+                if let Some(slot) = slot {
+                    if !slot.may_try(dir) {
+                        self.wait_ready(dir, &mut deadline, OnTimeout::WouldBlock)?;
+                        continue;
+                    }
+                }
             }
-            self.wait_ready(dir, deadline, on_timeout)?;
+            match op(self.fd) {
+                Ok(n) => {
+                    if rule && 0 < n && n < len && len < 1 << 30 {
+                        // Unregistered (or another thread's): the first park's registration
+                        // reports the real state.
+                        if let Some(slot) = slot {
+                            slot.mark_drained(dir);
+                        }
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.is_interrupted() => {}
+                Err(e) if e.is_would_block() && blocking => {
+                    self.wait_ready(dir, &mut deadline, OnTimeout::WouldBlock)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
-    /// Parks until `dir` may be ready again, `deadline` passes, or the greenlet is killed.
+    /// Parks until `dir` may be ready again, the deadline passes, or the greenlet is killed:
+    /// registers on first use, clears `dir`'s readiness, queues this greenlet's waiter, parks.
+    /// `deadline` is `None` until the socket's own timeout is read here, once per call (so a
+    /// spurious wake-up does not restart it).
     ///
-    /// Out of line, and split so that only a few words are live across the park: a parked
-    /// greenlet's stack slice is copied on every switch to another greenlet and kept while it is
-    /// idle, so the registration and the error construction run in helpers whose frames are gone
-    /// by the time it parks.
+    /// Out of line: a parked greenlet's stack slice is copied on every switch to another greenlet
+    /// and kept while it is idle, so the transfer loops keep only this call (a few words live
+    /// across the park) and the rare paths (registration, errors) are out of line again.
     #[inline(never)]
     fn wait_ready(
         &self,
         dir: Dir,
-        deadline: Option<Instant>,
+        deadline: &mut Option<Option<Instant>>,
         on_timeout: OnTimeout,
     ) -> io::Result<()> {
-        let (hub, token) = self.arm_wait(dir)?;
-        match hub.io_park(token, deadline) {
+        let at = match *deadline {
+            Some(at) => at,
+            None => *deadline.insert(self.deadline(dir)),
+        };
+        let handle = match self.reg.get() {
+            Some(h) => h,
+            None => self.register()?,
+        };
+        let Some(slot) = handle.slot() else {
+            return Err(not_here(handle));
+        };
+        let hub = slot.hub();
+        hub.io_arm(slot, dir);
+        match hub.io_park(handle.key(), at) {
             Wake::Woken => Ok(()),
             other => Err(wake_error(other, dir, on_timeout)),
         }
     }
 
-    /// Registers on first use, clears `dir`'s readiness and queues this greenlet's waiter.
-    #[inline(never)]
-    fn arm_wait(&self, dir: Dir) -> io::Result<(&'static Hub, usize)> {
-        let (hub, token) = self.register()?;
-        hub.io_arm_wait(token, dir);
-        Ok((hub, token))
+    /// The deadline of a wait that starts now, from the socket's timeout for `dir`.
+    fn deadline(&self, dir: Dir) -> Option<Instant> {
+        self.timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t))
     }
 
-    /// This socket's token in the current hub, registering it on first use.
-    fn register(&self) -> io::Result<(&'static Hub, usize)> {
-        let me = hub_id();
-        if let Some(r) = self.reg.get() {
-            return if r.hub == me {
-                Ok((current_hub(), r.token))
-            } else {
-                Err(foreign())
-            };
-        }
+    /// Registers this socket with the running thread's hub (its first wait).
+    #[cold]
+    fn register(&self) -> io::Result<&IoHandle> {
         let hub = current_hub();
-        let fd = self.io.as_raw_fd();
-        let (token, remote) = hub.io_register(fd)?;
-        match self.reg.set(Reg {
-            hub: me,
-            token,
-            fd,
-            remote,
-        }) {
-            Ok(()) => Ok((hub, token)),
-            Err(ours) => {
-                // Another thread registered it concurrently: undo ours (on our poll only).
-                drop(ours);
-                Err(foreign())
-            }
+        let handle = hub.io_register(self.fd, self.naming)?;
+        if let Err(ours) = self.reg.set(handle) {
+            // Another thread registered it concurrently: undo ours (on our poll only).
+            drop(ours);
         }
+        self.reg.get().ok_or_else(foreign)
     }
+}
+
+/// Why a registered socket cannot wait on this thread: it belongs to another thread's hub (the
+/// error), or this thread's hub was torn down (the "torn down" panic, as any blocking call gets).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn not_here(handle: &IoHandle) -> io::Error {
+    if handle.owner_torn_down() {
+        current_hub(); // panics: this thread's hub is gone
+    }
+    foreign()
 }
 
 /// The error of a greenlet killed while parked on I/O (seen only by code already unwinding).

@@ -280,6 +280,74 @@ fn try_clone_lets_two_greenlets_read_and_write_one_socket() {
 }
 
 #[test]
+fn two_greenlets_reading_clones_of_one_socket_are_both_woken() {
+    hub::run(|| {
+        let (mut c, s) = pair();
+        // Both park on the read direction of one registration: the second waiter of a direction
+        // is the rare case the I/O slot keeps beside its one waiter cell.
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut r = s.try_clone().unwrap();
+                hub::spawn(move || {
+                    let mut b = [0u8; 1];
+                    r.read_exact(&mut b).unwrap();
+                    b[0]
+                })
+            })
+            .collect();
+        hub::sleep(Duration::from_millis(20)); // both are parked now
+        c.write_all(b"a").unwrap();
+        hub::sleep(Duration::from_millis(20));
+        c.write_all(b"b").unwrap();
+        let mut got: Vec<u8> = readers.into_iter().map(|g| g.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, b"ab");
+    });
+}
+
+#[test]
+fn a_reader_timing_out_in_a_loop_beside_one_that_waits_leaves_it_its_wake_up() {
+    hub::run(|| {
+        let (mut c, s) = pair();
+        let mut patient = s.try_clone().unwrap();
+        let waiter = hub::spawn(move || {
+            let mut b = [0u8; 1];
+            patient.read_exact(&mut b).unwrap();
+            b[0]
+        });
+        // (Not `set_read_timeout`: clones share that setting, as `dup`ed std sockets do.)
+        let mut hasty = s.try_clone().unwrap();
+        let timeouts = hub::spawn(move || {
+            let mut n = 0;
+            for _ in 0..50 {
+                let r = greenhub::timeout::timeout(Duration::from_millis(1), || {
+                    hasty.read(&mut [0u8; 1])
+                });
+                match r {
+                    Ok(Err(e)) if e.kind() == ErrorKind::TimedOut => n += 1,
+                    Err(_) => n += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+            n
+        });
+        assert_eq!(timeouts.join().unwrap(), 50);
+        c.write_all(b"z").unwrap();
+        assert_eq!(waiter.join().unwrap(), b'z');
+        // And the other way round: a waiter that arrives after a timed-out one displaces it.
+        let mut late = s.try_clone().unwrap();
+        let waiter = hub::spawn(move || {
+            let mut b = [0u8; 1];
+            late.read_exact(&mut b).unwrap();
+            b[0]
+        });
+        hub::sleep(Duration::from_millis(20));
+        c.write_all(b"y").unwrap();
+        assert_eq!(waiter.join().unwrap(), b'y');
+    });
+}
+
+#[test]
 fn connect_errors_are_io_errors() {
     hub::run(|| {
         // A closed port.

@@ -9,7 +9,7 @@ macro_rules! socket_common {
             /// Wraps a std socket already in non-blocking mode.
             fn wrap(s: $std) -> $ty {
                 $ty {
-                    inner: ::std::sync::Arc::new($crate::reactor::Registered::new(s)),
+                    inner: ::std::sync::Arc::new($crate::reactor::Registered::owning(s)),
                 }
             }
 
@@ -178,51 +178,40 @@ macro_rules! socket_timeouts {
 }
 
 /// `io::Read` and `io::Write` for a stream type and its shared reference (writes never raise
-/// SIGPIPE). `short_reads: true` lets a short read save the next read's syscall
+/// SIGPIPE), each one `Registered::stream_*` call around a raw `recv`/`readv`/`send`/`sendmsg`.
+/// `short_reads: true` lets a short read save the next read's syscall
 /// (`Registered::stream_read`: TCP only); `false` makes every read try.
 macro_rules! stream_io {
     ($ty:ident, $std:ty, short_reads: $short_reads:expr) => {
         impl ::std::io::Read for &$ty {
+            #[inline]
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
-                let len = buf.len();
-                let op = |s: &$std| {
-                    let mut s = s;
-                    ::std::io::Read::read(&mut s, buf)
-                };
-                if $short_reads {
-                    self.inner.stream_read(len, op)
-                } else {
-                    self.inner.io($crate::reactor::Dir::Read, op)
-                }
+                self.inner.stream_read(buf.len(), $short_reads, |fd| {
+                    $crate::sys::socket::recv(fd, buf)
+                })
             }
 
             fn read_vectored(
                 &mut self,
                 bufs: &mut [::std::io::IoSliceMut<'_>],
             ) -> ::std::io::Result<usize> {
-                // What one readv takes: std passes at most IOV_MAX buffers.
+                // What one readv takes: at most IOV_MAX buffers.
                 let len = bufs
                     .iter()
                     .take($crate::sys::socket::IOV_MAX)
                     .map(|b| b.len())
                     .sum();
-                let op = |s: &$std| {
-                    let mut s = s;
-                    ::std::io::Read::read_vectored(&mut s, bufs)
-                };
-                if $short_reads {
-                    self.inner.stream_read(len, op)
-                } else {
-                    self.inner.io($crate::reactor::Dir::Read, op)
-                }
+                self.inner.stream_read(len, $short_reads, |fd| {
+                    $crate::sys::socket::recv_vectored(fd, bufs)
+                })
             }
         }
 
         impl ::std::io::Write for &$ty {
+            #[inline]
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
-                self.inner.stream_write(buf.len(), |s| {
-                    $crate::sys::socket::send(::std::os::fd::AsFd::as_fd(s), buf)
-                })
+                self.inner
+                    .stream_write(buf.len(), |fd| $crate::sys::socket::send(fd, buf))
             }
 
             fn write_vectored(
@@ -235,9 +224,8 @@ macro_rules! stream_io {
                     .take($crate::sys::socket::IOV_MAX)
                     .map(|b| b.len())
                     .sum();
-                self.inner.stream_write(len, |s| {
-                    $crate::sys::socket::send_vectored(::std::os::fd::AsFd::as_fd(s), bufs)
-                })
+                self.inner
+                    .stream_write(len, |fd| $crate::sys::socket::send_vectored(fd, bufs))
             }
 
             fn flush(&mut self) -> ::std::io::Result<()> {
@@ -246,6 +234,7 @@ macro_rules! stream_io {
         }
 
         impl ::std::io::Read for $ty {
+            #[inline]
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
                 (&*self).read(buf)
             }
@@ -259,6 +248,7 @@ macro_rules! stream_io {
         }
 
         impl ::std::io::Write for $ty {
+            #[inline]
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
                 (&*self).write(buf)
             }

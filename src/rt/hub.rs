@@ -34,7 +34,7 @@ use slab::Slab;
 use super::beacon::Beacon;
 use super::config::Settings;
 use super::guard;
-use super::io::{IoRemote, IoSlot, WAKER_TOKEN};
+use super::io::{IoRemote, IoSlots, WAKER_TOKEN};
 use super::mailbox::Mailbox;
 use super::sched::ReadyQueue;
 use super::stacks::Stacks;
@@ -89,7 +89,7 @@ pub(crate) struct Hub {
     /// (`beacon.rs`).
     pub(super) beacon: OnceCell<Arc<Beacon>>,
     /// I/O registrations by mio token (`io.rs`).
-    pub(super) io: RefCell<Slab<IoSlot>>,
+    pub(super) io: IoSlots,
     /// What another thread needs to undo a registration (`io.rs`); made on first registration.
     pub(super) io_remote: OnceCell<Arc<IoRemote>>,
     /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
@@ -212,7 +212,7 @@ impl Hub {
             mailbox: Mailbox::new(waker, remote_pending.clone()),
             remote_pending,
             beacon: OnceCell::new(),
-            io: RefCell::new(Slab::new()),
+            io: IoSlots::new(),
             io_remote: OnceCell::new(),
             io_waiters: Cell::new(0),
             counters: Counters::default(),

@@ -77,7 +77,7 @@ pub(crate) mod warn;
 pub(crate) use beacon::Beacon;
 pub(crate) use config::Settings;
 pub(crate) use hub::{current_hub, existing_hub, has_hub, Hub};
-pub(crate) use io::{Dir, IoRemote, SHORT_READ_RULE};
+pub(crate) use io::{Dir, IoHandle, IoSlot, Naming, SHORT_READ_RULE};
 pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
 pub(crate) use sched::Start;
 pub(crate) use stacks::DEFAULT_MAX_STACKS;

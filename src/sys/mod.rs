@@ -16,7 +16,8 @@
 //! | `switch.rs` | the register-context switch (`global_asm!` of `arch/*.s`) and fresh frames |
 //! | `mmap.rs` | one anonymous mapping with a `PROT_NONE` guard page: stacks and the signal stack |
 //! | `signal.rs` | `sigaction`, `sigaltstack`, `gettid`, `write(2)` to stderr, `abort` |
-//! | `socket.rs` | the socket calls std does not offer in the needed form (`MSG_NOSIGNAL`, backlog, `SO_REUSEPORT`) |
+//! | `socket.rs` | the socket calls std does not offer in the needed form (`MSG_NOSIGNAL`, backlog, `SO_REUSEPORT`), and the hot stream reads and writes |
+//! | `syscall.rs` | raw Linux system calls (x86_64 `syscall`, aarch64 `svc 0`) for those hot calls |
 //! | `valgrind.rs` | valgrind client requests (feature `valgrind`) |
 
 /// Calls a libc function and turns a `-1` result into `Err(io::Error::last_os_error())`.
@@ -39,4 +40,9 @@ pub(crate) mod mmap;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod switch;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub(crate) mod syscall;
 pub(crate) mod valgrind;
