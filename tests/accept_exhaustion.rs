@@ -149,3 +149,48 @@ fn naive_accept_loop_recovers_from_emfile() {
         "the child served all and exited: {status:?}, {rest:?}"
     );
 }
+
+const FIRST_WAIT: &str = "a_first_wait_while_out_of_descriptors_works";
+
+/// The child: a socket's first wait (the hub's first registration) comes while the process has
+/// no descriptor left. It needs none: the hub made what it needs when it was created.
+fn first_wait_while_out_of_descriptors() {
+    set_nofile(64);
+    hub::run(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // The connection is queued already: this accept does not wait, so nothing is registered.
+        let (mut server_side, _) = listener.accept().unwrap();
+        let mut hog = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            hog.push(f);
+        }
+        assert!(
+            std::fs::File::open("/dev/null").is_err(),
+            "out of descriptors"
+        );
+        let reader = hub::spawn(move || {
+            let mut b = [0u8; 4];
+            server_side.read_exact(&mut b).map(|()| b)
+        });
+        hub::sleep(Duration::from_millis(20)); // the reader parks: the hub's first registration
+        (&client).write_all(b"ping").unwrap();
+        let got = reader.join().unwrap();
+        drop(hog);
+        assert_eq!(got.unwrap(), *b"ping");
+    });
+}
+
+#[test]
+fn a_first_wait_while_out_of_descriptors_works() {
+    if is_child(FIRST_WAIT) {
+        first_wait_while_out_of_descriptors();
+        return;
+    }
+    let out = run_child_within(
+        child_command(FIRST_WAIT),
+        FIRST_WAIT,
+        Duration::from_secs(60),
+    );
+    assert_child_ok(&out);
+}

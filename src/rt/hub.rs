@@ -90,8 +90,10 @@ pub(crate) struct Hub {
     pub(super) beacon: OnceCell<Arc<Beacon>>,
     /// I/O registrations by mio token (`io.rs`).
     pub(super) io: IoSlots,
-    /// What another thread needs to undo a registration (`io.rs`); made on first registration.
-    pub(super) io_remote: OnceCell<Arc<IoRemote>>,
+    /// What another thread needs to undo a registration (`io.rs`). Made with the hub, not at the
+    /// first registration: that one may come when the process is out of descriptors, and its
+    /// `dup` would then fail a socket's first wait with `EMFILE`.
+    pub(super) io_remote: Arc<IoRemote>,
     /// Greenlets parked on I/O: with any, an empty loop blocks in poll instead of deadlocking.
     pub(super) io_waiters: Cell<usize>,
     pub(super) counters: Counters,
@@ -116,6 +118,7 @@ pub(crate) fn has_hub() -> bool {
 /// # Panics
 /// If the hub was torn down (the thread is exiting) or cannot be created.
 #[track_caller]
+#[inline]
 pub(crate) fn current_hub() -> &'static Hub {
     let p = CURRENT.with(Cell::get);
     if !p.is_null() {
@@ -185,6 +188,8 @@ impl Hub {
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
         let remote_pending = Arc::new(AtomicBool::new(false));
+        let mailbox = Mailbox::new(waker, remote_pending.clone());
+        let io_remote = Arc::new(IoRemote::new(poll.registry(), mailbox.shared().clone())?);
         // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused (invariant 8); its top
         // is page aligned.
         let hub_sp = unsafe { arch::init_frame(hub_stack.top(), hub_entry, 0) };
@@ -209,11 +214,11 @@ impl Hub {
             timers: RefCell::new(Timers::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(1024)),
-            mailbox: Mailbox::new(waker, remote_pending.clone()),
+            mailbox,
             remote_pending,
             beacon: OnceCell::new(),
             io: IoSlots::new(),
-            io_remote: OnceCell::new(),
+            io_remote,
             io_waiters: Cell::new(0),
             counters: Counters::default(),
             tearing_down: Cell::new(false),

@@ -292,12 +292,12 @@ impl IoSlot {
         // dead until the batch is done.
         if read {
             if let Some(w) = self.reader.take() {
-                hub.wake(&w, Wake::Woken);
+                hub.wake_owned(w, Wake::Woken);
             }
         }
         if write {
             if let Some(w) = self.writer.take() {
-                hub.wake(&w, Wake::Woken);
+                hub.wake_owned(w, Wake::Woken);
             }
         }
         if bits & MORE != 0 && (read || write) {
@@ -586,6 +586,17 @@ pub(crate) struct IoRemote {
 }
 
 impl IoRemote {
+    /// A second handle on the hub's epoll set (a `dup` of its descriptor) and the hub's mailbox.
+    ///
+    /// # Errors
+    /// The error of the `dup` (out of descriptors).
+    pub(super) fn new(registry: &mio::Registry, shared: Arc<Shared>) -> io::Result<IoRemote> {
+        Ok(IoRemote {
+            registry: registry.try_clone()?,
+            shared,
+        })
+    }
+
     /// Undoes registration `key` (slot address `slot`) of `fd` from any thread, or after its
     /// hub is gone (then only the epoll entry is removed: the slot went with the hub). Call
     /// before `fd` closes.
@@ -629,18 +640,9 @@ impl Hub {
     ///
     /// # Errors
     /// The error of `epoll_ctl` (`AlreadyExists` with a message when the descriptor is already
-    /// in this poll: two owners of one descriptor); the error of the first registration's `dup`
-    /// of the epoll descriptor (out of descriptors).
+    /// in this poll: two owners of one descriptor).
     pub(crate) fn io_register(&self, fd: RawFd, naming: Naming) -> io::Result<IoHandle> {
-        let remote = match self.io_remote.get() {
-            Some(r) => r.clone(),
-            None => {
-                let registry = self.poll.borrow().registry().try_clone()?;
-                let shared = self.mailbox.shared().clone();
-                let r = Arc::new(IoRemote { registry, shared });
-                self.io_remote.get_or_init(|| r).clone()
-            }
-        };
+        let remote = self.io_remote.clone();
         let (key, slot) = self.io.insert(self, naming, true);
         let registered = self.poll.borrow().registry().register(
             &mut SourceFd(&fd),

@@ -203,7 +203,7 @@ impl Mailbox {
             _ => None,
         };
         if let Some(w) = w {
-            hub.wake(&w, Wake::Woken);
+            hub.wake_owned(w, Wake::Woken);
         }
     }
 

@@ -216,6 +216,21 @@ impl Hub {
         true
     }
 
+    /// [`wake`](Self::wake) for a waiter the caller is done with: its handle moves into the
+    /// ready queue instead of being cloned there and dropped here. A waiter that is not pending
+    /// is dropped (which may run destructors: it can be the last handle of a finished greenlet).
+    #[inline]
+    pub(crate) fn wake_owned(&self, w: Waiter, why: Wake) -> bool {
+        if !w.is_pending() {
+            return false;
+        }
+        let core = w.core();
+        core.make_ready();
+        core.wake.set(why);
+        self.ready.push(w.task);
+        true
+    }
+
     /// Registers a freshly built worker: ready now, or parked until `start`.
     pub(crate) fn schedule_new(&self, task: TaskRef, start: Start) {
         let core = task.core();
@@ -311,8 +326,8 @@ impl Hub {
         );
         add(&self.counters.finished, 1);
         let (first, more) = core.take_joiners();
-        for w in first.iter().chain(more.iter()) {
-            self.wake(w, Wake::Woken);
+        for w in first.into_iter().chain(more) {
+            self.wake_owned(w, Wake::Woken);
         }
         drop(removed);
     }
@@ -496,7 +511,7 @@ impl Hub {
             let Some(w) = self.timers.borrow_mut().pop_expired(now) else {
                 break;
             };
-            self.wake(&w, Wake::TimedOut);
+            self.wake_owned(w, Wake::TimedOut);
         }
     }
 
