@@ -282,10 +282,13 @@ fn idle_timeout_closes_silent_connections_on_both_servers() {
     fn silent_client(addr: std::net::SocketAddr) -> Duration {
         let mut c = std::net::TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(SLACK * 2)).unwrap();
+        // From before the request: the server's idle wait starts after it has echoed, so the
+        // close comes at least `idle` after this (timed from the echo's arrival instead, the
+        // wait looks shorter by however late this thread woke up for it).
+        let t0 = Instant::now();
         c.write_all(b"hi").unwrap();
         let mut back = [0u8; 2];
         c.read_exact(&mut back).unwrap();
-        let t0 = Instant::now();
         let mut buf = [0u8; 1];
         let n = c
             .read(&mut buf)
