@@ -118,7 +118,6 @@ pub(crate) fn has_hub() -> bool {
 /// # Panics
 /// If the hub was torn down (the thread is exiting) or cannot be created.
 #[track_caller]
-#[inline]
 pub(crate) fn current_hub() -> &'static Hub {
     let p = CURRENT.with(Cell::get);
     if !p.is_null() {
