@@ -36,6 +36,9 @@ use crate::sys::switch as arch;
 /// Ready greenlets resumed per loop iteration before I/O and timers get their turn.
 const BUDGET: usize = 61;
 
+/// Capacity the ready queue keeps when it empties (more is a burst's, given back).
+const READY_KEEP: usize = 4096;
+
 impl Hub {
     /// Switches from the running greenlet to the hub context; returns when the hub resumes it.
     pub(super) fn switch_to_hub(&self, core: &Core) {
@@ -428,6 +431,7 @@ impl Hub {
                 // (see stacks.rs); wake up in time for that while some region may still go cold.
                 self.stacks.release_idle();
                 self.evict_cold_regions();
+                self.ready.shrink_if_empty();
                 if self.stacks.cold_pending.get() {
                     let cap = stacks::MARK_EVERY;
                     timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
@@ -556,6 +560,16 @@ impl ReadyQueue {
     pub(super) fn pop(&self) -> Option<TaskRef> {
         // SAFETY: as in `push`: `pop_front` moves the handle out, dropping nothing.
         unsafe { (*self.0.get()).pop_front() }
+    }
+
+    /// Gives back the memory of a burst (a million greenlets spawned at once leave a million
+    /// slots of capacity behind) once the queue is empty again.
+    pub(super) fn shrink_if_empty(&self) {
+        // SAFETY: as in `push`.
+        let q = unsafe { &mut *self.0.get() };
+        if q.is_empty() && q.capacity() > READY_KEEP {
+            *q = VecDeque::new();
+        }
     }
 
     #[inline(always)]
