@@ -109,9 +109,13 @@ fn stream_10mib_with_a_ticker(script: &'static str) -> (Duration, u64) {
             reads.get()
         );
         assert_eq!(got, TOTAL);
-        // A gap of k ms between two 1 ms ticks means k - 1 ticks missed in a row.
+        // A gap of k ms between two 1 ms ticks means k - 1 ticks missed in a row. A reader that
+        // held the hub shows one gap as long as the stream's whole work (hundreds of ms in a
+        // debug build); with the 1 ms fairness limit, gaps stay near it, but on a loaded machine
+        // the same work costs more CPU time (caches shared with the other tests' threads: 5.75
+        // ms seen once), so the bound leaves room for that and still tells the two apart.
         assert!(
-            worst_cpu <= Duration::from_millis(5),
+            worst_cpu <= Duration::from_millis(20),
             "the hub thread ran {worst_cpu:?} between two ticks: the ticker missed {} in a row",
             worst_cpu.as_millis()
         );
