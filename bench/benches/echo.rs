@@ -31,7 +31,32 @@
 //! Environment: `GREENHUB_BENCH_QUICK=1` (0.3 s per cell, 1 round, 50 connections × 64 B);
 //! `GREENHUB_BENCH_SECS`, `GREENHUB_BENCH_ROUNDS`, `GREENHUB_BENCH_CONNS=1,50`,
 //! `GREENHUB_BENCH_SIZES=64,4096`, `GREENHUB_BENCH_PEERS=greenhub-stack,tokio` override the plan
-//! (the last is handy under `valgrind --tool=callgrind`, which follows only this process).
+//! (see also the callgrind mode below).
+//!
+//! # Callgrind mode
+//!
+//! `GREENHUB_BENCH_CALLGRIND=1 cargo bench -p greenhub-bench --bench echo` (about 2 min) counts
+//! instructions, system calls and simulated cache misses per round trip instead of timing: each
+//! cell runs in a process of its own under `valgrind --tool=callgrind` (this binary again, with
+//! `GREENHUB_ECHO_CALLGRIND_CELL`); the client stays native. At START that process zeroes every
+//! thread's counters, at STOP it dumps them (monitor commands `zero` and `dump window`, see
+//! `common/callgrind.rs`) and sends the client the two instants, and the client counts the round
+//! trips it completed between them. The driver reads the server threads' dumps (every thread but
+//! the main one) and prints one row per cell. Setup, accepts, spawns and warm-up are outside the
+//! window, so the figures repeat to within 0.3 % run to run.
+//!
+//! Under callgrind the server runs some 50x slower than the native client, which would then
+//! answer every echo before the server's next read: a server that reads again after writing
+//! (greenhub, and every peer after a full 4 KiB read) would find the next message waiting, and
+//! whether it did would change from run to run (greenhub at 1,000 connections swung between 427
+//! and 889 instructions per round trip). So in this mode each connection waits a think time
+//! (`GREENHUB_BENCH_THINK_US`, 200 µs) after an echo before sending the next message: every
+//! server parks once per round trip, as it does natively, while the slowed server still has the
+//! other connections' messages queued. Overrides: `GREENHUB_BENCH_SECS` (window, 2),
+//! `GREENHUB_BENCH_WARM_SECS` (1), `GREENHUB_BENCH_ROUNDS` (2), `GREENHUB_BENCH_CONNS` (50,1000),
+//! `GREENHUB_BENCH_SIZES` (64,4096), `GREENHUB_BENCH_PEERS` (the four single-threaded servers),
+//! `GREENHUB_BENCH_LL` (simulated last-level cache, `1048576,8,64`). The dumps stay under
+//! `target/release/callgrind-echo/` for `callgrind_annotate`.
 //!
 //! `cargo bench --features monkey --bench echo` adds the peer `std-monkey`: the std::net
 //! thread-per-connection server with `hub::spawn` in place of `thread::spawn`, made cooperative by
@@ -42,6 +67,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::os::fd::FromRawFd;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +78,10 @@ use std::time::{Duration, Instant};
 #[path = "common/handlers.rs"]
 mod handlers;
 use handlers::{greenhub_echo_heap, greenhub_echo_stack};
+
+/// Client requests to callgrind and its dump files.
+#[path = "common/callgrind.rs"]
+mod callgrind;
 
 /// The helpers shared with the tests (descriptor limit, child processes).
 #[path = "../../tests/support/mod.rs"]
@@ -306,7 +336,11 @@ fn mio_server() -> Server {
         let mut events = Events::with_capacity(1024);
         let mut buf = [0u8; BUF];
         'outer: loop {
-            poll.poll(&mut events, None).unwrap();
+            // A signal (under valgrind: SIGCHLD when the client exits) may interrupt the wait.
+            match poll.poll(&mut events, None) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r.unwrap(),
+            }
             for ev in events.iter() {
                 if ev.token() == LISTENER {
                     loop {
@@ -480,6 +514,8 @@ struct ClientConn {
     sent_at: Instant,
     written: usize,
     received: usize,
+    /// Echo received, next message not yet due (callgrind mode's think time).
+    thinking: bool,
 }
 
 fn client_main(spec: &str) {
@@ -491,6 +527,12 @@ fn client_main(spec: &str) {
     let size: usize = parts[2].parse().unwrap();
     let warm = Duration::from_millis(parts[3].parse().unwrap());
     let run = Duration::from_millis(parts[4].parse().unwrap());
+    // Callgrind mode (`1`): after STOP keep the load on until the parent sends the marks of its
+    // counter window on stdin (see `callgrind_cell`), and count the round trips completed inside.
+    let marked = parts.get(5) == Some(&"1");
+    // Think time: how long each connection waits after an echo before sending the next message.
+    let think = Duration::from_micros(parts.get(6).map_or(0, |s| s.parse().unwrap()));
+    let mut due: std::collections::VecDeque<(Instant, usize)> = Default::default();
     let msg = vec![0x5au8; size];
     let mut poll = mio::Poll::new().unwrap();
     let mut cs: Vec<ClientConn> = Vec::with_capacity(conns);
@@ -519,6 +561,7 @@ fn client_main(spec: &str) {
             sent_at: Instant::now(),
             written: 0,
             received: 0,
+            thinking: false,
         });
     }
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
@@ -537,6 +580,11 @@ fn client_main(spec: &str) {
     let mut end = warm_end + run;
     let mut warm_rts = 0u64;
     let mut rts = 0u64;
+    // Callgrind mode: CLOCK_MONOTONIC of every round trip completed after START, and the marks.
+    let mut done_at: Vec<u64> = Vec::new();
+    let mut stopped = false;
+    let mut marks = Marks::default();
+    let mut elapsed = Duration::ZERO;
     loop {
         let now = Instant::now();
         if !measuring && now >= warm_end {
@@ -546,14 +594,47 @@ fn client_main(spec: &str) {
             writeln!(out, "START").unwrap();
             out.flush().unwrap();
         }
-        if measuring && now >= end {
+        if measuring && !stopped && now >= end {
+            stopped = true;
+            elapsed = measure_start.elapsed();
+            writeln!(out, "STOP").unwrap();
+            out.flush().unwrap();
+            if !marked {
+                break;
+            }
+            marks.listen();
+        }
+        if stopped && marks.poll() {
             break;
         }
-        let timeout = if measuring { end - now } else { warm_end - now };
-        poll.poll(&mut events, Some(timeout)).unwrap();
+        // Messages whose think time is over (the queue is in due order: one think time for all).
+        while let Some(&(at, i)) = due.front() {
+            if at > now {
+                break;
+            }
+            due.pop_front();
+            let c = &mut cs[i];
+            c.thinking = false;
+            c.sent_at = now;
+            send_some(c, &msg);
+        }
+        let mut timeout = if stopped {
+            Duration::from_millis(1)
+        } else if measuring {
+            end - now
+        } else {
+            warm_end - now
+        };
+        if let Some(&(at, _)) = due.front() {
+            timeout = timeout.min(at - now);
+        }
+        match poll.poll(&mut events, Some(timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => r.unwrap(),
+        }
         for ev in events.iter() {
             let c = &mut cs[ev.token().0];
-            if c.written < size {
+            if c.written < size && !c.thinking {
                 send_some(c, &msg);
                 if c.written < size {
                     continue;
@@ -567,15 +648,23 @@ fn client_main(spec: &str) {
                         assert!(c.received <= size, "client: echoed more than was sent");
                         if c.received == size {
                             let t = Instant::now();
-                            if measuring {
+                            if measuring && !stopped {
                                 hist.saturating_record((t - c.sent_at).as_nanos().max(1) as u64);
                                 rts += 1;
-                            } else {
+                            } else if !measuring {
                                 warm_rts += 1;
+                            }
+                            if marked && measuring {
+                                done_at.push(monotonic_ns());
                             }
                             c.received = 0;
                             c.written = 0;
                             c.sent_at = t;
+                            if !think.is_zero() {
+                                c.thinking = true;
+                                due.push_back((t + think, ev.token().0));
+                                break;
+                            }
                             send_some(c, &msg);
                             if c.written < size {
                                 break;
@@ -589,20 +678,89 @@ fn client_main(spec: &str) {
             }
         }
     }
-    let elapsed = measure_start.elapsed();
-    writeln!(out, "STOP").unwrap();
-    out.flush().unwrap();
     drop(cs);
+    let (t0, t1) = (marks.zeroed, marks.dumped);
+    let window_rts = done_at.iter().filter(|&&t| t0 <= t && t <= t1).count();
     writeln!(
         out,
-        "RESULT {warm_rts} {rts} {} {} {} {}",
+        "RESULT {warm_rts} {rts} {} {} {} {} {window_rts} {}",
         elapsed.as_nanos(),
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
-        hist.value_at_quantile(0.999)
+        hist.value_at_quantile(0.999),
+        t1.saturating_sub(t0)
     )
     .unwrap();
     out.flush().unwrap();
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for the whole machine, so the client (native) and
+/// the parent (under valgrind) can compare their instants.
+fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime writes the local timespec.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
+
+/// The client's end of the callgrind window: the parent writes `MARKS <zeroed> <dumped>\n` (its
+/// `monotonic_ns` right after zeroing the counters and right before dumping them) to the client's
+/// stdin once the dump is written.
+#[derive(Default)]
+struct Marks {
+    line: Vec<u8>,
+    zeroed: u64,
+    dumped: u64,
+}
+
+impl Marks {
+    /// Makes stdin (the parent's pipe) non-blocking, so the load loop can poll it.
+    fn listen(&mut self) {
+        // SAFETY: fcntl on descriptor 0, which this process owns for its lifetime; only the
+        // O_NONBLOCK status flag changes.
+        unsafe {
+            let fl = libc::fcntl(0, libc::F_GETFL);
+            assert!(fl >= 0, "client: stdin: {}", io::Error::last_os_error());
+            libc::fcntl(0, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+    }
+
+    /// Reads what stdin has; true once the marks line is complete.
+    fn poll(&mut self) -> bool {
+        let mut buf = [0u8; 128];
+        loop {
+            // SAFETY: read(2) into a local buffer of the length given.
+            let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                let e = io::Error::last_os_error();
+                assert!(
+                    n < 0,
+                    "client: the parent closed stdin before sending the marks"
+                );
+                assert!(
+                    matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ),
+                    "client: stdin: {e}"
+                );
+                return false;
+            }
+            self.line.extend_from_slice(&buf[..n as usize]);
+            if self.line.ends_with(b"\n") {
+                let line = String::from_utf8_lossy(&self.line);
+                let f: Vec<u64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .map(|x| x.parse().expect("client: bad MARKS line"))
+                    .collect();
+                (self.zeroed, self.dumped) = (f[0], f[1]);
+                return true;
+            }
+        }
+    }
 }
 
 fn send_some(c: &mut ClientConn, msg: &[u8]) {
@@ -634,40 +792,83 @@ struct CellRun {
     /// Round trips including the warm-up (for instruction counts per round trip).
     all_rts: u64,
     stats: Option<greenhub::hub::Stats>,
+    /// Callgrind mode: round trips completed between the zero and the dump of the counters.
+    window_rts: u64,
+    /// Callgrind mode: nanoseconds between the zero and the dump.
+    window_ns: u64,
 }
 
-fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration) -> CellRun {
+/// How the parent marks the measured window it is told of by the client's START and STOP.
+#[derive(Clone, Copy, PartialEq)]
+enum Window {
+    /// Process CPU time and `hub::stats()` snapshots (the timed bench).
+    Timed,
+    /// Zero every thread's callgrind counters at START, dump them at STOP, and tell the client
+    /// the two instants so it counts the round trips completed between them. The client waits
+    /// `think` after each echo before it sends the next message.
+    Callgrind { think: Duration },
+}
+
+fn run_cell(
+    peer: &str,
+    conns: usize,
+    size: usize,
+    warm: Duration,
+    run: Duration,
+    window: Window,
+) -> CellRun {
     let mut server = start_peer(peer);
     let spec = format!(
-        "{};{};{};{};{}",
+        "{};{};{};{};{};{};{}",
         server.addr,
         conns,
         size,
         warm.as_millis(),
-        run.as_millis()
+        run.as_millis(),
+        u8::from(window != Window::Timed),
+        match window {
+            Window::Timed => 0,
+            Window::Callgrind { think } => think.as_micros(),
+        }
     );
     let mut child = self_command()
         .env("GREENHUB_ECHO_CLIENT", spec)
         .stdout(Stdio::piped())
-        .stdin(Stdio::null())
+        .stdin(match window {
+            Window::Timed => Stdio::null(),
+            Window::Callgrind { .. } => Stdio::piped(),
+        })
         .spawn()
         .expect("cannot start the client process");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut cpu0 = 0;
     let mut cpu1 = 0;
+    let mut zeroed = 0;
     let mut result = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        match line.split_whitespace().next() {
-            Some("START") => {
+        match (line.split_whitespace().next(), window) {
+            (Some("START"), Window::Timed) => {
                 cpu0 = process_cpu_ns();
                 server.command(b'S');
             }
-            Some("STOP") => {
+            (Some("STOP"), Window::Timed) => {
                 cpu1 = process_cpu_ns();
                 server.command(b'E');
             }
-            Some("RESULT") => result = Some(line),
+            // No control commands here: the window holds only the server's own work.
+            (Some("START"), Window::Callgrind { .. }) => {
+                callgrind::zero_all_threads();
+                zeroed = monotonic_ns();
+            }
+            (Some("STOP"), Window::Callgrind { .. }) => {
+                let dumped = monotonic_ns();
+                callgrind::dump_all_threads(c"window");
+                let mut stdin = child.stdin.take().unwrap();
+                // A client that died is reported below (no RESULT).
+                let _ = writeln!(stdin, "MARKS {zeroed} {dumped}");
+            }
+            (Some("RESULT"), _) => result = Some(line),
             _ => {}
         }
     }
@@ -681,6 +882,8 @@ fn run_cell(peer: &str, conns: usize, size: usize, warm: Duration, run: Duration
         .collect();
     let (warm_rts, rts, ns) = (f[0], f[1], f[2]);
     CellRun {
+        window_rts: f[6] as u64,
+        window_ns: f[7] as u64,
         sample: Sample {
             rts_per_s: rts / (ns / 1e9),
             cpu_us_per_rt: (cpu1 - cpu0) as f64 / 1e3 / rts.max(1.0),
@@ -730,9 +933,269 @@ fn fmt_n(x: f64) -> String {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Callgrind mode: instructions, system calls and cache misses per round trip.
+
+/// The peers, connection counts and sizes of the callgrind table unless overridden.
+const CALLGRIND_PEERS: &[&str] = &["greenhub-stack", "greenhub-heap", "tokio-ct", "mio-loop"];
+
+/// What one callgrind run of a cell measured: the server threads' counters over the window.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    rts: u64,
+    ir: u64,
+    syscalls: u64,
+    ll_misses: u64,
+    d1_misses: u64,
+    threads: usize,
+}
+
+impl Counts {
+    fn per_rt(&self, x: u64) -> f64 {
+        x as f64 / self.rts.max(1) as f64
+    }
+}
+
+fn env_f64(var: &str, default: f64) -> f64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `GREENHUB_BENCH_CALLGRIND=1`: runs every cell in a process of its own under
+/// `valgrind --tool=callgrind` (this binary again, with `GREENHUB_ECHO_CALLGRIND_CELL`), reads the
+/// window's dump files and prints the table of BENCHMARKS.md "Instructions per round trip".
+fn callgrind_main() {
+    match std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+    {
+        Ok(o) if o.status.success() => eprintln!(
+            "echo (callgrind): {}",
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+        Ok(o) => panic!("GREENHUB_BENCH_CALLGRIND=1: `valgrind --version` failed: {}", o.status),
+        Err(e) => panic!(
+            "GREENHUB_BENCH_CALLGRIND=1 needs valgrind on PATH (e.g. `apt-get install valgrind`): {e}"
+        ),
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/echo-* -> target/<profile>/callgrind-echo
+    let out = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .join("callgrind-echo");
+    let _ = std::fs::remove_dir_all(&out);
+    let secs = env_f64("GREENHUB_BENCH_SECS", 2.0);
+    let warm = env_f64("GREENHUB_BENCH_WARM_SECS", 1.0);
+    let rounds = env_f64("GREENHUB_BENCH_ROUNDS", 2.0) as usize;
+    let think_us = env_f64("GREENHUB_BENCH_THINK_US", 200.0) as u64;
+    let conns: Vec<usize> = env_list("GREENHUB_BENCH_CONNS")
+        .map(|v| v.iter().map(|s| s.parse().unwrap()).collect())
+        .unwrap_or(vec![50, 1000]);
+    let sizes: Vec<usize> = env_list("GREENHUB_BENCH_SIZES")
+        .map(|v| v.iter().map(|s| s.parse().unwrap()).collect())
+        .unwrap_or(vec![64, 4096]);
+    let peers: Vec<String> = env_list("GREENHUB_BENCH_PEERS")
+        .unwrap_or_else(|| CALLGRIND_PEERS.iter().map(|s| s.to_string()).collect());
+    eprintln!(
+        "echo (callgrind): {warm} s warm-up + {secs} s window per cell, {rounds} round(s), conns \
+         {conns:?}, sizes {sizes:?}, client think time {think_us} µs; dumps under {}",
+        out.display()
+    );
+    let mut results: HashMap<(usize, usize, String), Vec<Counts>> = HashMap::new();
+    let mut desc = Vec::new();
+    for round in 0..rounds {
+        for &size in &sizes {
+            for &n in &conns {
+                for peer in &peers {
+                    let dir = out.join(format!("{peer}-{n}x{size}-r{round}"));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    let spec = format!(
+                        "{peer};{n};{size};{};{};{think_us}",
+                        (warm * 1e3) as u64,
+                        (secs * 1e3) as u64
+                    );
+                    let (c, d) = callgrind_run(&exe, &dir, &spec);
+                    eprintln!(
+                        "  {size:>5} B {n:>5} conns round {round} {peer:<15} {:>7} rt  Ir/rt \
+                         {:>7.1}  syscalls/rt {:>5.2}  LL/rt {:>6.3}  D1/rt {:>6.2}  ({} thread(s))",
+                        c.rts,
+                        c.per_rt(c.ir),
+                        c.per_rt(c.syscalls),
+                        c.per_rt(c.ll_misses),
+                        c.per_rt(c.d1_misses),
+                        c.threads
+                    );
+                    desc = d;
+                    results.entry((size, n, peer.clone())).or_default().push(c);
+                }
+            }
+        }
+    }
+    let mut t = String::from(
+        "\n| size | conns | server | rt in window (each run) | Ir/rt | Ir/rt spread | syscalls/rt \
+         | LL miss/rt | D1 miss/rt |\n|---:|---:|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for &size in &sizes {
+        for &n in &conns {
+            for peer in &peers {
+                let Some(v) = results.get(&(size, n, peer.clone())) else {
+                    continue;
+                };
+                let ir: Vec<f64> = v.iter().map(|c| c.per_rt(c.ir)).collect();
+                let (lo, hi) = spread(&ir);
+                let mean =
+                    |f: &dyn Fn(&Counts) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
+                let m = mean(&|c| c.per_rt(c.ir));
+                let rts: Vec<String> = v.iter().map(|c| c.rts.to_string()).collect();
+                t += &format!(
+                    "| {size} | {n} | {peer} | {} | {m:.0} | {:.1} % | {:.2} | {:.3} | {:.2} |\n",
+                    rts.join(", "),
+                    (hi - lo) / m * 100.0,
+                    mean(&|c| c.per_rt(c.syscalls)),
+                    mean(&|c| c.per_rt(c.ll_misses)),
+                    mean(&|c| c.per_rt(c.d1_misses)),
+                );
+            }
+        }
+    }
+    t += &format!("\ncallgrind cache simulation: {}\n", desc.join("; "));
+    println!("{t}");
+}
+
+/// One cell under callgrind, in `dir`: the server threads' counters over the window, and the
+/// cache geometry (`desc:` lines) callgrind simulated.
+fn callgrind_run(exe: &Path, dir: &Path, spec: &str) -> (Counts, Vec<String>) {
+    let log = dir.join("valgrind.log");
+    let o = std::process::Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--cache-sim=yes",
+            "--collect-systime=yes",
+            "--separate-threads=yes",
+            // A fixed geometry (this machine's L1s and L2), not the host's CPUID, so runs on other
+            // machines compare: a VM reported its L3 as 320 MiB direct-mapped.
+            "--I1=32768,8,64",
+            "--D1=32768,8,64",
+        ])
+        .arg(format!(
+            "--LL={}",
+            std::env::var("GREENHUB_BENCH_LL").unwrap_or("1048576,8,64".into())
+        ))
+        .arg(format!(
+            "--callgrind-out-file={}",
+            dir.join("callgrind.out").display()
+        ))
+        .arg(format!("--log-file={}", log.display()))
+        .arg(exe)
+        .env("GREENHUB_ECHO_CALLGRIND_CELL", spec)
+        .current_dir(dir)
+        .env_remove("GREENHUB_BENCH_CALLGRIND")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cannot start valgrind");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let cell = stdout.lines().find_map(|l| l.strip_prefix("CELL "));
+    let (Some(cell), true) = (cell, o.status.success()) else {
+        panic!(
+            "callgrind run of {spec} failed ({}); valgrind's log: {}\n{stdout}",
+            o.status,
+            log.display()
+        );
+    };
+    let f: Vec<u64> = cell
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let mut c = Counts {
+        rts: f[0],
+        ..Counts::default()
+    };
+    let mut desc = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy();
+        // callgrind.out is left empty with --separate-threads: the dumps are callgrind.out.N-TT
+        // (N-th dump, thread TT) and callgrind.out-TT (at exit).
+        if !name.starts_with("callgrind.out") || file_len(&path) == 0 {
+            continue;
+        }
+        let d = callgrind::parse_dump(&path).unwrap();
+        // Thread 1 is this process's main thread, which only relays START and STOP: every other
+        // thread is the server's (one for the four single-threaded peers).
+        if d.trigger != "dump window" || d.thread == 1 {
+            continue;
+        }
+        assert!(
+            d.thread != 0,
+            "{}: no thread: line (--separate-threads?)",
+            path.display()
+        );
+        c.threads += 1;
+        c.ir += d.get("Ir");
+        c.syscalls += d.get("sysCount");
+        c.ll_misses += d.get("DLmr") + d.get("DLmw") + d.get("ILmr");
+        c.d1_misses += d.get("D1mr") + d.get("D1mw");
+        desc = d
+            .desc
+            .into_iter()
+            .filter(|l| l.contains("cache:"))
+            .collect();
+    }
+    assert!(
+        c.threads > 0 && c.rts > 0,
+        "callgrind run of {spec}: no window dump of a server thread in {} ({} rt)",
+        dir.display(),
+        c.rts
+    );
+    (c, desc)
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The process the callgrind driver starts under valgrind: one cell, then `CELL <window rt>
+/// <window ns> <client-timed rt>` on stdout.
+fn callgrind_cell(spec: &str) {
+    assert!(
+        callgrind::running_on_valgrind(),
+        "GREENHUB_ECHO_CALLGRIND_CELL is set but this is not running under valgrind: use \
+         GREENHUB_BENCH_CALLGRIND=1, which starts it"
+    );
+    let f: Vec<&str> = spec.split(';').collect();
+    let ms = |s: &str| Duration::from_millis(s.parse().unwrap());
+    may::config().set_workers(1);
+    raise_nofile();
+    pin_to_cpu(0);
+    let r = run_cell(
+        f[0],
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        ms(f[3]),
+        ms(f[4]),
+        Window::Callgrind {
+            think: Duration::from_micros(f[5].parse().unwrap()),
+        },
+    );
+    println!("CELL {} {} {}", r.window_rts, r.window_ns, r.total_rts);
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("GREENHUB_ECHO_CLIENT") {
         client_main(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var("GREENHUB_ECHO_CALLGRIND_CELL") {
+        callgrind_cell(&spec);
+        return;
+    }
+    if std::env::var("GREENHUB_BENCH_CALLGRIND").is_ok_and(|v| v == "1") {
+        callgrind_main();
         return;
     }
     // cargo bench passes `--bench`; a test run (`cargo test --benches`) passes nothing useful
@@ -784,7 +1247,7 @@ fn main() {
                         eprintln!("  skip {peer} at {n} connections: RLIMIT_NOFILE is {nofile}");
                         continue;
                     }
-                    let r = run_cell(peer, n, size, warm, run);
+                    let r = run_cell(peer, n, size, warm, run, Window::Timed);
                     let s = r.sample;
                     eprintln!(
                         "  {size:>5} B {n:>6} conns round {round} {peer:<15} {:>9.0} rt/s {:>7.2} \
