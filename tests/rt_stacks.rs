@@ -246,3 +246,44 @@ fn greenlets_parked_half_a_second_are_sliced_to_the_heap_and_keep_their_bytes() 
         });
     });
 }
+
+/// The `VmFlags` of the mapping of this process that contains `addr` (Linux `/proc/self/smaps`).
+#[cfg(target_os = "linux")]
+fn vm_flags_at(addr: usize) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = lo <= addr && addr < hi;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn greenlet_stacks_never_get_transparent_huge_pages() {
+    // A stack touches a few pages at its top; a 2 MiB huge page per greenlet (THP set to
+    // `always`) would cost a thousand times that. The regions are advised MADV_NOHUGEPAGE ("nh").
+    let flags = hub::spawn(|| {
+        let marker = 0u8;
+        vm_flags_at(std::hint::black_box(&marker) as *const u8 as usize)
+    })
+    .join()
+    .unwrap()
+    .expect("the greenlet's stack is in /proc/self/smaps");
+    assert!(
+        flags.split_whitespace().any(|f| f == "nh"),
+        "VmFlags of a greenlet stack: {flags}"
+    );
+}

@@ -89,6 +89,16 @@ impl GuardedMapping {
         // SAFETY: [base, base + page) lies inside the mapping just made and owned by nobody else;
         // on failure `map` unmaps it on drop.
         unsafe { syscall!(mprotect(base, page, libc::PROT_NONE)) }?;
+        if reserve == Reserve::Lazily {
+            // A stack touches a few pages at its top; with transparent huge pages set to
+            // `always`, the first touch could fault in a whole 2 MiB page for each of them.
+            // Best effort: the kernel may be built without THP (EINVAL).
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            // SAFETY: advice on the mapping just made; it changes no contents.
+            unsafe {
+                libc::madvise(base, len, libc::MADV_NOHUGEPAGE);
+            }
+        }
         Ok(map)
     }
 
