@@ -147,7 +147,7 @@ pub(crate) struct Cold {
     pub(crate) scopes: RefCell<Vec<Scope>>,
 }
 
-/// One active timeout scope of a greenlet; see [`Core::scopes`].
+/// One active timeout scope of a greenlet; see [`Cold::scopes`].
 pub(crate) struct Scope {
     pub(crate) id: u64,
     pub(crate) deadline: Instant,
