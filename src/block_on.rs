@@ -147,7 +147,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 std::thread::park_timeout(Duration::from_millis(10));
                 continue;
             }
-            match blocker.park_unscoped("a future (hub::block_on)", None) {
+            match blocker.park_unscoped(&"a future (hub::block_on)", None) {
                 Wake::Woken | Wake::TimedOut | Wake::ScopeExpired => {}
                 Wake::Killed | Wake::Deadlock => {
                     // Our kill is unwinding (a destructor called us): parking returns at once

@@ -190,7 +190,7 @@ fn wait_first(
                 .collect(),
         };
         drop(token);
-        let wake = hub.park(WaitOn::Sync("any of several objects"), deadline);
+        let wake = hub.park(WaitOn::Sync(&"any of several objects"), deadline);
         drop(subs);
         if wake != Wake::Woken {
             return candidates().find(|&i| objects[i].ready()).ok_or(TimedOut);

@@ -365,7 +365,7 @@ fn nap_for_child(nap: Duration) -> io::Result<()> {
         return Ok(());
     };
     match hub.park(
-        WaitOn::Sync("a child process to exit"),
+        WaitOn::Sync(&"a child process to exit"),
         Some(Instant::now() + nap),
     ) {
         Wake::TimedOut | Wake::Woken => Ok(()),

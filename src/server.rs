@@ -316,7 +316,7 @@ impl StreamServer {
             if self.inner.stopped.get() || self.inner.loop_ended.get() {
                 return Ok(());
             }
-            match park_on(&self.inner.loop_done, "a StreamServer to stop", None) {
+            match park_on(&self.inner.loop_done, &"a StreamServer to stop", None) {
                 Wake::Woken | Wake::TimedOut => {}
                 Wake::Killed | Wake::Deadlock => return Err(crate::reactor::killed()),
                 Wake::ScopeExpired => {
@@ -363,7 +363,7 @@ impl StreamServer {
             }
             match park_on(
                 &inner.handler_done,
-                "StreamServer handlers to finish",
+                &"StreamServer handlers to finish",
                 deadline,
             ) {
                 Wake::Woken => {}
@@ -413,7 +413,11 @@ impl StreamServer {
 }
 
 /// Parks the running greenlet on `list` until woken or `deadline`.
-fn park_on(list: &RefCell<Vec<Waiter>>, what: &'static str, deadline: Option<Instant>) -> Wake {
+fn park_on(
+    list: &RefCell<Vec<Waiter>>,
+    what: &'static &'static str,
+    deadline: Option<Instant>,
+) -> Wake {
     let hub = current_hub();
     hub.current_core("wait");
     {
@@ -474,7 +478,7 @@ fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
             .get()
             .is_some_and(|max| inner.handlers.borrow().len() >= max)
         {
-            park_on(&inner.handler_done, "a StreamServer connection slot", None);
+            park_on(&inner.handler_done, &"a StreamServer connection slot", None);
         }
         match listener.accept() {
             Ok((stream, peer)) => {

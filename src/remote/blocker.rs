@@ -96,7 +96,7 @@ impl Blocker {
     /// Blocks until notified (possibly spuriously: re-check and loop) or `deadline`. A greenlet
     /// parks and sees every `Wake` (kills unwind from here, timeout scopes end the park with
     /// `ScopeExpired`); a thread returns `Woken` or `TimedOut`.
-    pub(crate) fn park(&self, on: &'static str, deadline: Option<Instant>) -> Wake {
+    pub(crate) fn park(&self, on: &'static &'static str, deadline: Option<Instant>) -> Wake {
         match &self.kind {
             BlockerKind::Greenlet { hub, key, .. } => {
                 hub.mailbox().arm_slot(*key, hub.current_waiter());
@@ -127,7 +127,11 @@ impl Blocker {
 impl Blocker {
     /// Like [`park`](Self::park), but the caller's timeout scopes do not bound this park (they are
     /// set aside for it and put back after): for waits that have no timeout error to return.
-    pub(crate) fn park_unscoped(&self, on: &'static str, deadline: Option<Instant>) -> Wake {
+    pub(crate) fn park_unscoped(
+        &self,
+        on: &'static &'static str,
+        deadline: Option<Instant>,
+    ) -> Wake {
         let BlockerKind::Greenlet { hub, .. } = self.kind else {
             return self.park(on, deadline);
         };

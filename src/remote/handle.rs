@@ -306,7 +306,7 @@ impl<T> RemoteGreenlet<T> {
                 st.waiters.push((me, b.notifier()));
             }
             let b = blocker.as_ref().expect("made above");
-            let wake = b.park("a greenlet on another hub to finish", deadline);
+            let wake = b.park(&"a greenlet on another hub to finish", deadline);
             let give_up = match wake {
                 Wake::Woken => None,
                 Wake::TimedOut | Wake::ScopeExpired => Some(GreenletError::TimedOut),

@@ -233,9 +233,9 @@ where
             return Ok(r);
         }
         let wake = if honour_scopes {
-            blocker.park("a thread pool job", deadline)
+            blocker.park(&"a thread pool job", deadline)
         } else {
-            blocker.park_unscoped("a thread pool job", deadline)
+            blocker.park_unscoped(&"a thread pool job", deadline)
         };
         match wake {
             Wake::Woken => {}

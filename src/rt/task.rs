@@ -456,7 +456,9 @@ pub(crate) enum WaitOn {
     Sleep,
     Join(u64),
     Io(usize),
-    Sync(&'static str),
+    /// A synchronisation primitive, by description ("an Event"): a reference to the `&str`, one
+    /// word instead of two, so a `WaitOn` (kept in every `Core`) is two words.
+    Sync(&'static &'static str),
     /// A `Mutex` held by the greenlet with this id (0: unknown). (One variant per lock kind, not
     /// a name: a parked greenlet keeps its `WaitOn` in its frames, so it stays two words.)
     Held(u64),

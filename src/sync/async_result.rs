@@ -127,7 +127,7 @@ impl<T, E> AsyncResult<T, E> {
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         while !self.ready() {
-            let out = waitlist::wait(&self.waiters, None, "an AsyncResult", deadline, |_| {});
+            let out = waitlist::wait(&self.waiters, None, &"an AsyncResult", deadline, |_| {});
             if !out.notified && !self.ready() {
                 return Err(TimedOut);
             }

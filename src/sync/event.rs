@@ -95,7 +95,7 @@ impl Event {
         if self.flag.get() {
             return Ok(());
         }
-        let out = waitlist::wait(&self.waiters, None, "an Event", deadline, |_| {});
+        let out = waitlist::wait(&self.waiters, None, &"an Event", deadline, |_| {});
         if out.notified || self.flag.get() {
             Ok(())
         } else {

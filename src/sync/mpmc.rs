@@ -330,7 +330,7 @@ enum Gave {
 /// Parks on `blocker` once; `Ok` to re-check, `Err` to give up.
 fn park_once(
     blocker: &Blocker,
-    on: &'static str,
+    on: &'static &'static str,
     deadline: Option<Instant>,
     scoped: bool,
 ) -> Result<(), Gave> {
@@ -434,7 +434,7 @@ impl<T> Sender<T> {
                 }
                 Err(TrySendError::Full(v)) => v,
             };
-            match park_once(&blocker, "room in an mpmc channel", deadline, scoped) {
+            match park_once(&blocker, &"room in an mpmc channel", deadline, scoped) {
                 Ok(()) => {}
                 Err(Gave::Up) => return Err(SendTimeoutError::Timeout(value)),
                 Err(Gave::Killed) => return Err(SendTimeoutError::Disconnected(value)),
@@ -535,7 +535,7 @@ impl<T> Sender<T> {
                 }
                 Err(TrySendError::Full(v)) => v,
             };
-            match park_once(&blocker, "room in an mpmc channel", deadline, scoped) {
+            match park_once(&blocker, &"room in an mpmc channel", deadline, scoped) {
                 Ok(()) => {}
                 Err(Gave::Up) => return Err(SendTimeoutError::Timeout(value)),
                 Err(Gave::Killed) => return Err(SendTimeoutError::Disconnected(value)),
@@ -554,7 +554,7 @@ impl<T> Sender<T> {
             let gave = if gone() {
                 Gave::Killed
             } else {
-                match park_once(&blocker, "a receiver of an mpmc channel", deadline, scoped) {
+                match park_once(&blocker, &"a receiver of an mpmc channel", deadline, scoped) {
                     Ok(()) => continue,
                     Err(g) => g,
                 }
@@ -746,7 +746,7 @@ fn select_deadline<T>(
             Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
             Err(TryRecvError::Empty) => {}
         }
-        match park_once(&blocker, "a value from an mpmc channel", deadline, scoped) {
+        match park_once(&blocker, &"a value from an mpmc channel", deadline, scoped) {
             Ok(()) => {}
             Err(Gave::Up) => return Err(RecvTimeoutError::Timeout),
             Err(Gave::Killed) => return Err(RecvTimeoutError::Disconnected),

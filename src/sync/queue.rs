@@ -336,7 +336,13 @@ impl<T, O: Order<T>> Queue<T, O> {
         };
         // Our item waits in our entry; a getter (or `refill`) takes it from there. If a kill
         // unwinds us first, the item is dropped with the entry.
-        let out = waitlist::wait(&self.putters, Some(item), "a Queue (put)", deadline, |_| {});
+        let out = waitlist::wait(
+            &self.putters,
+            Some(item),
+            &"a Queue (put)",
+            deadline,
+            |_| {},
+        );
         if out.notified {
             Ok(())
         } else {
@@ -396,7 +402,7 @@ impl<T, O: Order<T>> Queue<T, O> {
             return Ok(item);
         }
         // An item handed to us while a kill unwinds us out of the park goes back to the front.
-        let out = waitlist::wait(&self.getters, None, "a Queue (get)", deadline, |r| {
+        let out = waitlist::wait(&self.getters, None, &"a Queue (get)", deadline, |r| {
             if let Some(item) = r.value {
                 self.put_back(item);
             }
@@ -615,7 +621,7 @@ impl<T> JoinableQueue<T> {
 
     fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
         while self.unfinished.get() > 0 {
-            let out = waitlist::wait(&self.joiners, None, "a JoinableQueue", deadline, |_| {});
+            let out = waitlist::wait(&self.joiners, None, &"a JoinableQueue", deadline, |_| {});
             if !out.notified && self.unfinished.get() > 0 {
                 return Err(TimedOut);
             }

@@ -181,7 +181,7 @@ impl<T: ?Sized> RLock<T> {
     /// Waits in the FIFO for the lock; on success the caller owns it with a count of 1.
     fn wait_for(&self, task: TaskRef, deadline: Option<Instant>) -> Result<(), TimedOut> {
         // Ownership handed to us while a kill unwinds us out of the park goes to the next waiter.
-        let out = waitlist::wait(&self.waiters, None, "an RLock", deadline, |r| {
+        let out = waitlist::wait(&self.waiters, None, &"an RLock", deadline, |r| {
             if r.notified {
                 self.hand_on();
             }

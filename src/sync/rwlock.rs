@@ -200,8 +200,8 @@ impl<T: ?Sized> RwLock<T> {
     /// Parks until `mode` is granted (true) or the wait ends otherwise (false).
     fn wait(&self, mode: Mode, deadline: Option<Instant>) -> bool {
         let what = match mode {
-            Mode::Read => "an RwLock (read)",
-            Mode::Write => "an RwLock (write)",
+            Mode::Read => &"an RwLock (read)",
+            Mode::Write => &"an RwLock (write)",
         };
         // A grant made to us while a kill unwinds us out of the park is released again; a wait that
         // ends without a grant may have been what held the waiters behind it back (a writer at the

@@ -127,7 +127,7 @@ impl Semaphore {
             return Ok(());
         }
         // A permit handed to us while a kill unwinds us out of the park goes to the next waiter.
-        let out = waitlist::wait(&self.waiters, None, "a Semaphore", deadline, |r| {
+        let out = waitlist::wait(&self.waiters, None, &"a Semaphore", deadline, |r| {
             if r.notified {
                 self.release_unchecked();
             }

@@ -304,7 +304,7 @@ pub(crate) fn register<P, F: FnMut(Removed<P>)>(
 pub(crate) fn wait<P, F: FnMut(Removed<P>)>(
     list: &WaitList<P>,
     value: Option<P>,
-    what: &'static str,
+    what: &'static &'static str,
     deadline: Option<Instant>,
     give_back: F,
 ) -> Outcome<P> {
