@@ -1,7 +1,8 @@
 //! Echo-server benchmark: greenhub beside what users would pick instead.
 //!
 //! `cargo bench -p greenhub-bench --bench echo` (full: ~15 min) or
-//! `GREENHUB_BENCH_QUICK=1 cargo bench -p greenhub-bench --bench echo` (smoke run, < 1 min). See BENCHMARKS.md for the tables and what each number means.
+//! `GREENHUB_BENCH_QUICK=1 cargo bench -p greenhub-bench --bench echo` (smoke run, < 1 min; also
+//! what runs without `--bench`, as under `cargo test --benches`). See BENCHMARKS.md for the tables and what each number means.
 //!
 //! # Shape of one measurement
 //!
@@ -1198,15 +1199,16 @@ fn main() {
         callgrind_main();
         return;
     }
-    // cargo bench passes `--bench`; a test run (`cargo test --benches`) passes nothing useful
-    // either way: only run when asked to bench, or always when run directly.
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     may::config().set_workers(1);
     let nofile = raise_nofile();
     pin_to_cpu(0);
-    let quick = std::env::var("GREENHUB_BENCH_QUICK").is_ok_and(|v| v == "1");
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`, or the binary run by
+    // hand) the quick plan runs: a smoke test of every peer, not the full tables.
+    let quick = std::env::var("GREENHUB_BENCH_QUICK").is_ok_and(|v| v == "1")
+        || !std::env::args().any(|a| a == "--bench");
     let secs: f64 = std::env::var("GREENHUB_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -450,7 +450,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let quick = std::env::var("GREENHUB_BENCH_QUICK").is_ok_and(|v| v == "1");
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`, or the binary run by
+    // hand) the quick plan runs: a smoke test of every peer, not the full tables.
+    let quick = std::env::var("GREENHUB_BENCH_QUICK").is_ok_and(|v| v == "1")
+        || !std::env::args().any(|a| a == "--bench");
     let counts: Vec<usize> = if quick {
         vec![10_000]
     } else {
