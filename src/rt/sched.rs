@@ -209,14 +209,8 @@ impl Hub {
 
     /// Wakes `w`'s greenlet if it is still in the park `w` was made for; returns whether it did.
     pub(crate) fn wake(&self, w: &Waiter, why: Wake) -> bool {
-        if !w.is_pending() {
-            return false;
-        }
-        let core = w.core();
-        core.make_ready();
-        core.wake.set(why);
-        self.ready.push(w.task.clone());
-        true
+        // Checked first so a stale waiter costs no clone.
+        w.is_pending() && self.wake_owned(w.clone(), why)
     }
 
     /// [`wake`](Self::wake) for a waiter the caller is done with: its handle moves into the
