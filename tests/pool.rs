@@ -203,13 +203,18 @@ fn iwait_yields_in_completion_order_and_stops_at_a_scope() {
     hub::run(|| {
         let evs: Vec<Rc<Event>> = (0..4).map(|_| Rc::new(Event::new())).collect();
         let order = Rc::new(RefCell::new(Vec::new()));
-        for (i, ms) in [(0usize, 30u64), (1, 10), (2, 20)] {
-            let e = evs[i].clone();
-            hub::spawn(move || {
-                hub::sleep(Duration::from_millis(ms));
-                e.set();
-            });
-        }
+        // Completion order 1, 2, 0, each set only once the previous one was yielded (timers 10 ms
+        // apart could fire in one batch on a loaded machine, and then index order would show).
+        let (evs2, seen) = (evs.clone(), order.clone());
+        hub::spawn(move || {
+            for (k, i) in [1usize, 2, 0].into_iter().enumerate() {
+                hub::sleep(Duration::from_millis(5));
+                evs2[i].set();
+                while seen.borrow().len() <= k {
+                    hub::sleep(Duration::from_millis(1));
+                }
+            }
+        });
         let objs: Vec<&dyn Waitable> = evs.iter().map(|e| &**e as &dyn Waitable).collect();
         let r = timeout(Duration::from_millis(200), || {
             let mut it = iwait(&objs);
