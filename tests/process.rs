@@ -119,7 +119,10 @@ fn stream_10mib_with_a_ticker(script: &'static str) -> (Duration, u64) {
             "the hub thread ran {worst_cpu:?} between two ticks: the ticker missed {} in a row",
             worst_cpu.as_millis()
         );
-        assert!(ticks >= 10, "{ticks} ticks in {took:?}");
+        // At least about half the 1 ms ticks the stream's duration allows (a release build streams
+        // the 10 MiB in under 10 ms on a quiet machine; a starved ticker gets almost none).
+        let due = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        assert!(ticks + 2 >= due / 2, "{ticks} ticks in {took:?}");
         (took, reads.get())
     })
 }
