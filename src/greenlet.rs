@@ -5,7 +5,7 @@
 //! documented in `rt/task.rs`) and the closure's stage side by side.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -21,17 +21,33 @@ trait Joinable<T>: Task {
     fn take(&self, core: &Core) -> Option<Result<T, GreenletError>>;
 }
 
+/// Where a greenlet's closure is in its life. The outcomes are variants of their own rather than
+/// one `Done(Result<T, GreenletError>)`, which makes the stage (kept for the greenlet's whole
+/// life) a word smaller.
 enum Stage<F, T> {
     Pending(F),
     Running,
-    Done(Result<T, GreenletError>),
+    Value(T),
+    Panicked(Box<dyn Any + Send + 'static>),
+    Killed,
     Taken,
 }
 
+impl<F, T> Stage<F, T> {
+    fn done(outcome: Result<T, GreenletError>) -> Self {
+        match outcome {
+            Ok(v) => Stage::Value(v),
+            Err(GreenletError::Panicked(p)) => Stage::Panicked(p),
+            Err(_) => Stage::Killed,
+        }
+    }
+}
+
 /// What a greenlet runs: the closure's stage. With the core in front of it (`rt::TaskBox`), the
-/// one allocation per greenlet.
+/// one allocation per greenlet. A `Cell` moved in and out with `replace`: no borrow flag, and no
+/// borrow is ever held while user code (a closure, a destructor) runs.
 struct TaskCell<F, T> {
-    stage: RefCell<Stage<F, T>>,
+    stage: Cell<Stage<F, T>>,
 }
 
 impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
@@ -45,10 +61,7 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
     }
 
     fn discard(&self) {
-        let old = std::mem::replace(
-            &mut *self.stage.borrow_mut(),
-            Stage::Done(Err(GreenletError::Killed)),
-        );
+        let old = self.stage.replace(Stage::Killed);
         drop(old);
     }
 }
@@ -56,7 +69,7 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
 impl<F: FnOnce() -> T, T> TaskCell<F, T> {
     #[inline(never)]
     fn take_closure(&self, core: &Core) -> F {
-        match std::mem::replace(&mut *self.stage.borrow_mut(), Stage::Running) {
+        match self.stage.replace(Stage::Running) {
             Stage::Pending(f) => f,
             _ => unreachable!("greenhub: {} started twice", core.describe()),
         }
@@ -86,23 +99,26 @@ impl<F: FnOnce() -> T, T> TaskCell<F, T> {
             // Nobody will join: drop the value here, on this greenlet's own stack, and say so if
             // it was a panic.
             report_unjoined(core, &outcome);
-            *self.stage.borrow_mut() = Stage::Taken;
+            self.stage.set(Stage::Taken);
             drop_detached(core, outcome);
         } else {
-            *self.stage.borrow_mut() = Stage::Done(outcome);
+            self.stage.set(Stage::done(outcome));
         }
     }
 }
 
 impl<F: FnOnce() -> T, T> Joinable<T> for TaskCell<F, T> {
     fn take(&self, core: &Core) -> Option<Result<T, GreenletError>> {
-        let mut stage = self.stage.borrow_mut();
-        match std::mem::replace(&mut *stage, Stage::Taken) {
-            Stage::Done(r) => Some(r),
+        match self.stage.replace(Stage::Taken) {
+            Stage::Value(v) => Some(Ok(v)),
+            Stage::Panicked(p) => Some(Err(GreenletError::Panicked(p))),
+            Stage::Killed => Some(Err(GreenletError::Killed)),
             // Abandoned under panic=abort: it never finished its closure.
             Stage::Running if core.is_finished() => Some(Err(GreenletError::Killed)),
             other => {
-                *stage = other;
+                // Not finished (or already taken): put it back; dropping `Taken` would be a no-op
+                // anyway, but a pending closure or a running stage must stay.
+                drop(self.stage.replace(other));
                 None
             }
         }
@@ -468,7 +484,7 @@ impl Builder {
         let task = Rc::new(TaskBox {
             core: Core::new(Kind::Worker, self.name),
             body: TaskCell {
-                stage: RefCell::new(Stage::Pending(f)),
+                stage: Cell::new(Stage::Pending(f)),
             },
         });
         task.core.exclusive.set(self.exclusive);

@@ -207,8 +207,7 @@ impl<T: 'static> LocalKey<T> {
         let hub = crate::rt::current_hub();
         let core = hub.current_core("use a greenlet-local value");
         let found = core
-            .context
-            .with(true, |c| {
+            .context_with(true, |c| {
                 if c.destroyed {
                     return Err(AccessError);
                 }
@@ -233,8 +232,7 @@ impl<T: 'static> LocalKey<T> {
         let fresh: Rc<dyn Any> = Rc::new((self.init)());
         // Stored, or already there (then `fresh` is dropped below, outside the context box).
         let kept = core
-            .context
-            .with(true, |c| {
+            .context_with(true, |c| {
                 if c.destroyed {
                     return Err(AccessError);
                 }

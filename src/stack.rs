@@ -27,8 +27,10 @@
 //! then until the next eviction the bytes of B on the shared stack are garbage, and nothing may read
 //! them: that is invariant 1 of [`crate::rt`] (no pointer into a suspended greenlet's stack is used).
 
+use std::alloc::{self, Layout};
+use std::cell::Cell;
 use std::io;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crate::sys::mmap::{GuardedMapping, Reserve};
 use crate::sys::valgrind;
@@ -91,9 +93,29 @@ impl Drop for Stack {
 ///
 /// The buffer is kept between evictions, so a worker that is evicted again and again allocates once;
 /// it is shrunk only when it is more than four times (and 16 KiB) larger than what it holds.
-#[derive(Default)]
+///
+/// Two words, kept in every control block: the buffer's address and its length and capacity as
+/// 32-bit numbers (a slice is at most a stack region, which `hub::Config` keeps far below 4 GiB),
+/// in `Cell`s so the slicing code needs no borrow flag. It is touched only by the slicing code on
+/// the hub's stack (rt invariant 8), never re-entered.
 pub(crate) struct Slice {
-    bytes: Vec<u8>,
+    /// The buffer, `cap` bytes from the global allocator with alignment 1; dangling when `cap`
+    /// is 0.
+    ptr: Cell<NonNull<u8>>,
+    /// Bytes saved (the live part of the buffer).
+    len: Cell<u32>,
+    /// Bytes allocated.
+    cap: Cell<u32>,
+}
+
+impl Default for Slice {
+    fn default() -> Self {
+        Slice {
+            ptr: Cell::new(NonNull::dangling()),
+            len: Cell::new(0),
+            cap: Cell::new(0),
+        }
+    }
 }
 
 /// Capacity above which a mostly-empty slice buffer is given back.
@@ -102,7 +124,26 @@ const SHRINK_FLOOR: usize = 16 * 1024;
 impl Slice {
     /// Heap bytes reserved for this slice.
     pub(crate) fn capacity(&self) -> usize {
-        self.bytes.capacity()
+        self.cap.get() as usize
+    }
+
+    /// Makes the buffer exactly `cap` bytes (contents not kept).
+    fn reallocate(&self, cap: usize) {
+        let cap32 = u32::try_from(cap).unwrap_or_else(|_| {
+            panic!("greenhub: a stack slice of {cap} bytes does not fit in 4 GiB; lower the stack size")
+        });
+        self.release();
+        if cap == 0 {
+            return;
+        }
+        let layout = Layout::array::<u8>(cap).expect("greenhub: slice layout");
+        // SAFETY: `layout` has a non-zero size.
+        let p = unsafe { alloc::alloc(layout) };
+        let Some(p) = NonNull::new(p) else {
+            alloc::handle_alloc_error(layout)
+        };
+        self.ptr.set(p);
+        self.cap.set(cap32);
     }
 
     /// Copies `[sp, top)` from the shared stack into this buffer. Returns the number of bytes copied.
@@ -110,25 +151,23 @@ impl Slice {
     /// # Safety
     /// `[sp, top)` must be the live slice of a suspended worker that occupies the shared stack, and
     /// the caller must be running on another stack (the hub's).
-    pub(crate) unsafe fn save(&mut self, sp: *const u8, top: *const u8) -> usize {
+    pub(crate) unsafe fn save(&self, sp: *const u8, top: *const u8) -> usize {
         let n = top as usize - sp as usize;
-        self.bytes.clear();
-        if self.bytes.capacity() < n {
+        let cap = self.capacity();
+        if cap < n {
             // The first save reserves exactly the slice (most workers park at the same depth
             // every time, and rounding up to a power of two wasted up to half of every idle
-            // greenlet's memory); a worker that deepens later grows by doubling (Vec's amortized
-            // growth), so it does not reallocate on every eviction.
-            self.bytes.reserve(n);
-        } else if self.bytes.capacity() > SHRINK_FLOOR && self.bytes.capacity() / 4 > n {
-            self.bytes.shrink_to(n);
+            // greenlet's memory); a worker that deepens later grows by doubling, so it does not
+            // reallocate on every eviction.
+            self.reallocate(if cap == 0 { n } else { n.max(2 * cap) });
+        } else if cap > SHRINK_FLOOR && cap / 4 > n {
+            self.reallocate(n);
         }
         // SAFETY: the caller guarantees [sp, top) is readable stack memory not being written while
-        // we copy (its owner is suspended and we run on the hub's stack); the destination has room
-        // for n bytes and cannot overlap a stack mapping (rt invariants 1 and 8).
-        unsafe {
-            ptr::copy_nonoverlapping(sp, self.bytes.as_mut_ptr(), n);
-            self.bytes.set_len(n);
-        }
+        // we copy (its owner is suspended and we run on the hub's stack); the buffer has room for
+        // n bytes (just ensured) and cannot overlap a stack mapping (rt invariants 1 and 8).
+        unsafe { ptr::copy_nonoverlapping(sp, self.ptr.get().as_ptr(), n) };
+        self.len.set(n as u32); // n <= cap, which fits in u32
         n
     }
 
@@ -140,18 +179,34 @@ impl Slice {
     /// may be using those addresses (the previous occupant's bytes have been saved or are dead), and
     /// the caller must be running on another stack.
     pub(crate) unsafe fn restore(&self, sp: *mut u8) -> usize {
-        let n = self.bytes.len();
+        let n = self.len.get() as usize;
         // memcheck marks shared-stack bytes inaccessible once the worker that ran there last
         // popped above them; they belong to this slice again. The copy brings their definedness.
         valgrind::make_mem_undefined(sp, sp.wrapping_add(n));
         // SAFETY: the caller guarantees [sp, sp+n) is writable shared-stack memory that nothing
-        // running or suspended is using; the heap buffer cannot overlap it (rt invariants 1 and 8).
-        unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr(), sp, n) };
+        // running or suspended is using; the buffer holds n saved bytes and cannot overlap it (rt
+        // invariants 1 and 8).
+        unsafe { ptr::copy_nonoverlapping(self.ptr.get().as_ptr(), sp, n) };
         n
     }
 
     /// Gives back the buffer (the worker finished or its bytes were restored for good).
-    pub(crate) fn release(&mut self) {
-        self.bytes = Vec::new();
+    pub(crate) fn release(&self) {
+        let cap = self.capacity();
+        if cap != 0 {
+            let layout = Layout::array::<u8>(cap).expect("greenhub: slice layout");
+            // SAFETY: `ptr` was allocated by `reallocate` with this very layout (`cap` is only
+            // set there) and is not used after: the fields are reset before anything else runs.
+            unsafe { alloc::dealloc(self.ptr.get().as_ptr(), layout) };
+        }
+        self.ptr.set(NonNull::dangling());
+        self.len.set(0);
+        self.cap.set(0);
+    }
+}
+
+impl Drop for Slice {
+    fn drop(&mut self) {
+        self.release();
     }
 }

@@ -513,20 +513,21 @@ fn a_zero_capacity_mpmc_channel_is_a_rendezvous() {
             other => panic!("{other:?}"),
         }
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
-        // send returns only once a receiver (another thread, 50 ms later) has the value.
+        // send returns only once a receiver (another thread, 50 ms later) has the value: it blocks
+        // at least until the receiver calls recv. (Comparing the two threads' clocks after the
+        // handoff would race: the receiver can be preempted between recv and reading the time.)
         let rx2 = rx.clone();
+        let start = Instant::now(); // before the thread exists, so its sleep is inside `blocked`
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            let v = rx2.recv().unwrap();
-            (v, Instant::now())
+            rx2.recv().unwrap()
         });
         tx.send(3).unwrap();
-        let sent_at = Instant::now();
-        let (v, received_at) = t.join().unwrap();
-        assert_eq!(v, 3);
+        let blocked = start.elapsed();
+        assert_eq!(t.join().unwrap(), 3);
         assert!(
-            received_at <= sent_at,
-            "send returned before the value was taken"
+            blocked >= Duration::from_millis(50),
+            "send returned after {blocked:?}, before the receiver came"
         );
         // Between greenlets: every value arrives, in order.
         let tx2 = tx.clone();

@@ -92,7 +92,7 @@ pub(crate) fn set_span(core: &Core, span: Span) {
     if span.is_disabled() {
         return; // no subscriber wants it (or none is installed): nothing to enter, no box
     }
-    core.context.with(true, |c| c.spans = vec![span]);
+    core.context_with(true, |c| c.spans = vec![span]);
 }
 
 /// Switch hook: greenlet `core` has just switched to the hub (or finished). Hub context.
@@ -119,7 +119,7 @@ fn save_spans(core: &Core) {
     if first.is_none() && !finished {
         // Nothing entered now: forget what was entered at the last resume (the handles of spans
         // the greenlet has exited since).
-        let old = core.context.with(false, |c| std::mem::take(&mut c.spans));
+        let old = core.context_with(false, |c| std::mem::take(&mut c.spans));
         drop(old); // outside the box: a span's close may run subscriber code
         return;
     }
@@ -133,14 +133,12 @@ fn save_spans(core: &Core) {
     if finished {
         // Its spans were exited; nothing will re-enter them. Drop our handles (the subscriber
         // may close the spans now).
-        let old = core.context.with(false, |c| std::mem::take(&mut c.spans));
+        let old = core.context_with(false, |c| std::mem::take(&mut c.spans));
         drop((saved, old));
         return;
     }
     saved.reverse();
-    let old = core
-        .context
-        .with(true, |c| std::mem::replace(&mut c.spans, saved));
+    let old = core.context_with(true, |c| std::mem::replace(&mut c.spans, saved));
     drop(old);
 }
 
@@ -148,13 +146,13 @@ fn save_spans(core: &Core) {
 #[inline(never)]
 fn restore_spans(core: &Core) {
     // Out of the box while the subscriber runs, then back (the handles stay alive while entered).
-    let Some(spans) = core.context.with(false, |c| std::mem::take(&mut c.spans)) else {
+    let Some(spans) = core.context_with(false, |c| std::mem::take(&mut c.spans)) else {
         return;
     };
     for s in &spans {
         s.with_subscriber(|(id, dispatch)| dispatch.enter(id));
     }
-    core.context.with(false, |c| c.spans = spans);
+    core.context_with(false, |c| c.spans = spans);
 }
 
 /// Drop hook of the main greenlet at hub teardown. A destructor panic is reported, not raised (we
@@ -177,7 +175,7 @@ pub(crate) fn finish_main(core: &Core) {
 /// payload of the first destructor panic.
 #[inline]
 pub(crate) fn drop_locals(core: &Core) -> Option<Box<dyn Any + Send>> {
-    let values = core.context.with(false, |c| {
+    let values = core.context_with(false, |c| {
         c.destroyed = true;
         std::mem::take(&mut c.locals)
     })?;

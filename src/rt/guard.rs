@@ -13,11 +13,12 @@
 //! ```
 //!
 //! - [`register`] (called by `Hub::install`, on the hub's thread) claims a slot and writes the two
-//!   guard-page ranges, the usable sizes, the thread id and the address of the hub's `current` cell,
-//!   then publishes the slot with a release store. The returned [`Registration`] frees the slot when
+//!   guard-page ranges, the usable sizes, the thread id and the addresses of the hub's `current`
+//!   and `running_guard` cells, then publishes the slot with a release store. The returned [`Registration`] frees the slot when
 //!   the hub is dropped — before its stacks are unmapped (it is the hub's first field).
 //! - The hub already stores the running greenlet's core pointer in `current` on every switch, so
-//!   publishing "who runs" costs the switch path nothing. The handler reads that cell on the thread
+//!   publishing "who runs" costs the switch path nothing; `make_occupant` stores the guard page of
+//!   the region it is about to resume a worker on in `running_guard` (one store per resume). The handler reads that cell on the thread
 //!   that faulted, which is the thread that wrote it: a guard-page fault is synchronous, and every
 //!   store to `current` precedes the opaque assembly switch into the greenlet that faulted, so the
 //!   value is in memory. The core it names is owned by `Hub::running` while it runs (rt invariant 9).
@@ -53,7 +54,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 
-use super::task::Core;
+use super::task::{Core, NO_REGION};
 use crate::stack::Stack;
 use crate::sys::mmap::{page_size, GuardedMapping, Reserve};
 use crate::sys::signal::{self, gettid};
@@ -70,14 +71,16 @@ struct Slot {
     state: AtomicU8,
     /// Kernel thread id of the hub's thread: a guard page is "ours" only on its own thread.
     tid: AtomicI64,
-    /// Usable KiB of every stack region of the hub (the workers' guard pages are found through the
-    /// running core: `Core::stack_guard`).
+    /// Usable KiB of every stack region of the hub (the running worker's guard page is in the
+    /// hub's `running_guard` cell).
     shared_kib: AtomicUsize,
     hub_lo: AtomicUsize,
     hub_hi: AtomicUsize,
     hub_kib: AtomicUsize,
     /// Address of the hub's `current: Cell<*const Core>`.
     current: AtomicUsize,
+    /// Address of the hub's `running_guard: Cell<usize>`.
+    running_guard: AtomicUsize,
 }
 
 #[allow(clippy::declare_interior_mutable_const)] // only used to initialise SLOTS
@@ -89,6 +92,7 @@ const EMPTY: Slot = Slot {
     hub_hi: AtomicUsize::new(0),
     hub_kib: AtomicUsize::new(0),
     current: AtomicUsize::new(0),
+    running_guard: AtomicUsize::new(0),
 };
 
 static SLOTS: [Slot; MAX_HUBS] = [EMPTY; MAX_HUBS];
@@ -130,11 +134,12 @@ impl Drop for Registration {
 
 /// Records the guard pages of a hub's two stacks so an overflow into them is reported by name, and
 /// makes sure the process handler and this thread's alternate signal stack exist. Call on the hub's
-/// thread; `current` must stay valid until the registration is dropped.
+/// thread; `current` and `running_guard` must stay valid until the registration is dropped.
 pub(crate) fn register(
     region_size: usize,
     hub_stack: &Stack,
     current: *const Cell<*const Core>,
+    running_guard: *const Cell<usize>,
 ) -> Registration {
     INSTALL.call_once(install_handlers);
     let alt = match AltStack::ensure() {
@@ -163,6 +168,8 @@ pub(crate) fn register(
             s.hub_kib
                 .store(hub_stack.usable() / 1024, Ordering::Relaxed);
             s.current.store(current as usize, Ordering::Relaxed);
+            s.running_guard
+                .store(running_guard as usize, Ordering::Relaxed);
             s.state.store(READY, Ordering::Release);
         }
         None => FULL_WARNED.call_once(|| {
@@ -221,9 +228,16 @@ fn lookup(addr: usize) -> Option<Hit> {
             return None;
         }
         // SAFETY: a non-null `current` names the running greenlet's core, owned by `Hub::running`
-        // while it runs (invariant 9); `stack_guard` was written by this thread when the greenlet
-        // was bound to its region, before it first ran, and never changes after.
-        let guard = unsafe { ptr::read_volatile((*core).stack_guard.as_ptr()) };
+        // while it runs (invariant 9); `region` was written by this thread before the greenlet
+        // first ran and never changes after.
+        if unsafe { ptr::read_volatile((*core).region.as_ptr()) } == NO_REGION {
+            return None; // the main greenlet: it runs on the thread's own stack
+        }
+        let gcell = s.running_guard.load(Ordering::Relaxed) as *const Cell<usize>;
+        // SAFETY: as for `cell`: the hub is alive and `gcell` points at its `running_guard`
+        // field, written by this thread (`make_occupant`) before it switched into the running
+        // worker, with the guard page of that worker's region.
+        let guard = unsafe { ptr::read_volatile((*gcell).as_ptr()) };
         if guard != 0 && (guard..guard + page_size()).contains(&addr) {
             return Some(Hit::Shared {
                 kib: s.shared_kib.load(Ordering::Relaxed),

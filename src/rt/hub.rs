@@ -63,6 +63,10 @@ pub(crate) struct Hub {
     /// Core of the running greenlet; null while the hub context runs. Points into the task owned
     /// by `running`. Read by the overflow handler (`guard.rs`).
     pub(super) current: Cell<*const Core>,
+    /// Start of the guard page of the stack region the running (or last resumed) worker is bound
+    /// to, for the overflow handler (`guard.rs`), which reads it on this thread. Written by
+    /// `make_occupant` before every resume of a worker, so a control block need not keep it.
+    pub(super) running_guard: Cell<usize>,
     /// Owns the running greenlet (main or worker) while it runs. A `Cell` (take/set), not a
     /// `RefCell`: this is touched twice per switch.
     pub(super) running: Cell<Option<TaskRef>>,
@@ -76,7 +80,7 @@ pub(crate) struct Hub {
     pub(super) callbacks: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     /// Every spawned, unfinished worker. Owning them here keeps parked cores alive.
     pub(super) live: RefCell<Slab<TaskRef>>,
-    pub(super) timers: RefCell<Timers<Waiter>>,
+    pub(super) timers: RefCell<Timers<TaskRef>>,
     pub(super) poll: RefCell<mio::Poll>,
     pub(super) events: RefCell<mio::Events>,
     /// Set by other threads before they wake this hub through the mailbox's waker; tells the loop
@@ -203,6 +207,7 @@ impl Hub {
             hub_stack,
             hub_sp: Cell::new(hub_sp),
             current: Cell::new(main.core()),
+            running_guard: Cell::new(0),
             running: Cell::new(Some(main.clone())),
             main,
             ready: ReadyQueue::default(),
@@ -223,7 +228,12 @@ impl Hub {
             tearing_down: Cell::new(false),
         });
         // `current` lives in the box, so its address is stable from here on.
-        hub.overflow = guard::register(settings.stack_size, &hub.hub_stack, &hub.current);
+        hub.overflow = guard::register(
+            settings.stack_size,
+            &hub.hub_stack,
+            &hub.current,
+            &hub.running_guard,
+        );
         let p: *const Hub = Box::into_raw(hub);
         CURRENT.with(|c| c.set(p));
         // SAFETY: just leaked from a Box; freed only by the teardown guard (invariant 7).

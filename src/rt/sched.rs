@@ -29,7 +29,6 @@ use super::hub::Hub;
 use super::stacks;
 use super::stats::add;
 use super::task::{panic_message, Core, KillSignal, Kind, State, TaskRef, WaitOn, Waiter, Wake};
-use super::timer::TimerKey;
 use super::warn::{warn_at, Warning};
 use crate::sys::switch as arch;
 
@@ -92,15 +91,16 @@ impl Hub {
         // frames are gone while we are parked.
         // `on` is not kept across the switch: `arm_park` stores it in the core (`waiting_on`),
         // where `end_park` finds it for a deadlock report.
-        let armed = self.arm_park(core, on, deadline);
+        self.arm_park(core, on, deadline);
         self.switch_to_hub(core);
-        self.end_park(core, armed)
+        self.end_park(core)
     }
 
     /// Starts a park: the timer for the nearest of `deadline` and the enclosing timeout scopes'
-    /// deadlines, and the state change.
+    /// deadlines, and the state change. What `end_park` needs to know about the timer is kept in
+    /// the core (`timed`, `by_scope`), not in the parked frame.
     #[inline(never)]
-    fn arm_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) -> Armed {
+    fn arm_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) {
         let gen = core.gen.get();
         // Timeout scopes: the earliest enclosing scope deadline bounds this park too. `by_scope`
         // remembers that it, not the caller's own deadline, is the one the timer carries (ties go
@@ -113,28 +113,31 @@ impl Hub {
             (None, Some(scope)) => (Some(scope), true),
             (own, _) => (own, false),
         };
-        let timer = deadline.map(|d| {
+        if let Some(d) = deadline {
             let task = self.running_task();
-            self.timers.borrow_mut().insert(d, Waiter { task, gen })
-        });
+            self.timers.borrow_mut().insert(d, task, gen);
+        }
+        core.timed.set(deadline.is_some());
+        core.by_scope.set(by_scope);
         core.park();
         core.waiting_on.set(on);
         core.wake.set(Wake::Woken);
-        Armed { timer, by_scope }
     }
 
-    /// Ends a park: cancels its timer and turns the wake reason into the caller's answer.
+    /// Ends a park: marks its timer stale if something else ended it, and turns the wake reason
+    /// into the caller's answer.
     #[inline(never)]
-    fn end_park(&self, core: &Core, armed: Armed) -> Wake {
+    fn end_park(&self, core: &Core) -> Wake {
         core.gen.set(core.gen.get().wrapping_add(1));
         let on = core.waiting_on.replace(WaitOn::Nothing);
-        if let Some(key) = armed.timer {
-            self.timers.borrow_mut().cancel(key);
+        let wake = core.wake.get();
+        if core.timed.replace(false) && wake != Wake::TimedOut {
+            self.forget_timer();
         }
-        match core.wake.get() {
+        match wake {
             Wake::Deadlock => deadlock_panic(&self.deadlock_chain(on), core),
             _ if core.kill.get() => self.interrupt(core),
-            Wake::TimedOut if armed.by_scope => {
+            Wake::TimedOut if core.by_scope.get() => {
                 // The scope deadline fired: record which scope(s) it was, so each can tell whether
                 // the expiry was its own: the earliest one, which is the one the timer carried
                 // (the greenlet itself pushes and pops its scopes, and it was parked), if it has
@@ -156,6 +159,17 @@ impl Hub {
             }
             w => w,
         }
+    }
+
+    /// A park that armed a timer ended otherwise: its entry is stale (see `timer.rs`). Stale
+    /// greenlet handles the rebuild let go of are dropped after the borrow.
+    fn forget_timer(&self) {
+        let dead = {
+            let mut t = self.timers.borrow_mut();
+            t.forget();
+            t.take_dead()
+        };
+        drop(dead);
     }
 
     /// Puts the running greenlet at the back of the ready queue and lets the others run.
@@ -248,14 +262,8 @@ impl Hub {
                 core.park();
                 core.waiting_on.set(WaitOn::Start);
                 let gen = core.gen.get();
-                let key = self.timers.borrow_mut().insert(
-                    at,
-                    Waiter {
-                        task: task.clone(),
-                        gen,
-                    },
-                );
-                core.cold().start_timer.set(Some(key));
+                self.timers.borrow_mut().insert(at, task.clone(), gen);
+                core.timed.set(true);
             }
         }
     }
@@ -269,13 +277,14 @@ impl Hub {
         match core.state() {
             State::Finished => {}
             _ if !core.started.get() => {
+                // A `spawn_later` greenlet still waiting for its start: its timer entry goes
+                // stale with the state change (its handle holds only the control block once the
+                // closure is discarded below, and the heap is rebuilt when stale entries pile up).
+                let timed = core.state() == State::Parked && core.timed.replace(false);
                 core.kill.set(true);
                 core.finish();
-                // A `spawn_later` greenlet: its timer holds the task until the deadline; free it
-                // now (the waiter is dropped outside the borrow).
-                if let Some(key) = core.cold_if_any().and_then(|c| c.start_timer.take()) {
-                    let waiter = self.timers.borrow_mut().cancel(key);
-                    drop(waiter);
+                if timed {
+                    self.forget_timer();
                 }
                 // The closure's destructors run here, on the caller's stack.
                 task.discard();
@@ -311,7 +320,7 @@ impl Hub {
     pub(crate) fn retire(&self, task: &TaskRef) {
         let core = task.core();
         self.leave_region(core);
-        core.slice.borrow_mut().release();
+        core.slice.release();
         let removed = self
             .live
             .borrow_mut()
@@ -406,7 +415,7 @@ impl Hub {
             let busy = !self.ready.is_empty() || !self.callbacks.borrow().is_empty();
             let timeout = if busy {
                 Some(Duration::ZERO)
-            } else if let Some(at) = self.timers.borrow_mut().next_deadline() {
+            } else if let Some(at) = self.next_deadline() {
                 Some(at.saturating_duration_since(Instant::now()))
             } else if self.io_waiters.get() > 0
                 || self.mailbox.has_remote_sources()
@@ -500,16 +509,31 @@ impl Hub {
         }
     }
 
+    /// The earliest current timer's deadline (stale handles dropped after the borrow).
+    fn next_deadline(&self) -> Option<Instant> {
+        let (at, dead) = {
+            let mut t = self.timers.borrow_mut();
+            (t.next_deadline(), t.take_dead())
+        };
+        drop(dead);
+        at
+    }
+
     fn fire_timers(&self) {
         if self.timers.borrow().is_empty() {
             return;
         }
         let now = Instant::now();
         loop {
-            let Some(w) = self.timers.borrow_mut().pop_expired(now) else {
+            let (fired, dead) = {
+                let mut t = self.timers.borrow_mut();
+                (t.pop_expired(now), t.take_dead())
+            };
+            drop(dead);
+            let Some((task, gen)) = fired else {
                 break;
             };
-            self.wake_owned(w, Wake::TimedOut);
+            self.wake_owned(Waiter { task, gen }, Wake::TimedOut);
         }
     }
 
@@ -582,13 +606,6 @@ pub(crate) enum Start {
     At(Instant),
     /// Never by itself: the delay does not fit in an `Instant` (only a kill ends it).
     Never,
-}
-
-/// What `arm_park` hands to `end_park` across the switch.
-struct Armed {
-    timer: Option<TimerKey>,
-    /// The timer carries the earliest enclosing scope's deadline, not the caller's own.
-    by_scope: bool,
 }
 
 #[cold]

@@ -35,6 +35,7 @@ impl Hub {
             let regions = self.stacks.regions();
             let r = &regions[i as usize];
             r.last_resume.set(self.counters.switches.get());
+            self.running_guard.set(r.guard);
             if ptr::eq(r.occupant_core.get(), core) {
                 return; // the lazy path: its bytes are still in place
             }
@@ -49,15 +50,13 @@ impl Hub {
         if core.region.get() == NO_REGION {
             let exclusive = core.exclusive.get() || self.all_exclusive;
             match self.stacks.assign(exclusive, self.counters.switches.get()) {
-                Ok((i, guard)) => {
-                    core.region.set(i);
-                    core.stack_guard.set(guard);
-                }
+                Ok((i, _guard)) => core.region.set(i),
                 Err(e) => panic!("greenhub: no stack region for {}: {e}", core.describe()),
             }
         }
         let regions = self.stacks.regions();
         let r = &regions[core.region.get() as usize];
+        self.running_guard.set(r.guard);
         let top = r.top;
         let evicted = r.occupant.take();
         if let Some(old) = &evicted {
@@ -69,7 +68,7 @@ impl Hub {
             debug_assert!(r.contains(oc.sp.get() as usize));
             // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
             // of this region, and we run on the hub's stack (invariants 1 and 8).
-            let n = unsafe { oc.slice.borrow_mut().save(oc.sp.get(), top) };
+            let n = unsafe { oc.slice.save(oc.sp.get(), top) };
             add(&self.counters.slice_saves, 1);
             add(&self.counters.slice_sizes[size_bucket(n)], 1);
             add(&self.counters.bytes_copied, n as u64);
@@ -79,7 +78,7 @@ impl Hub {
             // SAFETY: the slice was saved from [sp, top) of this same region (a greenlet never
             // changes region); the previous occupant's bytes were just saved (or it finished), so
             // nothing uses those addresses; we run on the hub's stack (invariants 1 and 8).
-            let n = unsafe { core.slice.borrow().restore(core.sp.get()) };
+            let n = unsafe { core.slice.restore(core.sp.get()) };
             add(&self.counters.slice_restores, 1);
             add(&self.counters.bytes_copied, n as u64);
         } else {
@@ -118,7 +117,7 @@ impl Hub {
             debug_assert!(r.contains(oc.sp.get() as usize));
             // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
             // of this region, and we run on the hub's stack (invariants 1 and 8).
-            let n = unsafe { oc.slice.borrow_mut().save(oc.sp.get(), r.top) };
+            let n = unsafe { oc.slice.save(oc.sp.get(), r.top) };
             add(&self.counters.slice_saves, 1);
             add(&self.counters.slice_sizes[size_bucket(n)], 1);
             add(&self.counters.bytes_copied, n as u64);

@@ -117,8 +117,9 @@ pub(super) struct Region {
     pub(super) last_resume: Cell<u64>,
     /// Pages may be present (not released since it was last used).
     committed: Cell<bool>,
-    /// Start of the guard page (for `Core::stack_guard`).
-    guard: usize,
+    /// Start of the guard page (published as `Hub::running_guard` while a greenlet bound here
+    /// runs).
+    pub(super) guard: usize,
 }
 
 impl Region {

@@ -55,7 +55,7 @@ impl super::hub::Hub {
         self.live
             .borrow()
             .iter()
-            .map(|(_, t)| t.core().slice.borrow().capacity() as u64)
+            .map(|(_, t)| t.core().slice.capacity() as u64)
             .sum()
     }
 }

@@ -39,7 +39,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::timer::TimerKey;
+use super::timer::TimerTarget;
 use crate::stack::Slice;
 
 /// [`Core::region`] of a greenlet not bound to a stack region (not started, or the main greenlet).
@@ -81,23 +81,16 @@ pub(crate) struct Core {
     /// Saved stack pointer while not running. Written only by the switch (and the fresh frame the
     /// slicing code makes); read by the hub before resuming.
     pub(crate) sp: Cell<*mut u8>,
-    /// Start of that region's guard page (0 until bound), for the overflow handler, which reads
-    /// it on this thread without touching the hub's tables. Set with `region`.
-    pub(crate) stack_guard: Cell<usize>,
     /// The heap copy of `[sp, top)` while another worker occupies the shared stack. Only the
     /// slicing code on the hub's stack touches it ([invariant 8](super#invariants)); released by
     /// `retire`.
-    pub(crate) slice: RefCell<Slice>,
+    pub(crate) slice: Slice,
     /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
     /// so a join allocates nothing). Added to by joiners, drained by `retire`; any further joiners
     /// are in [`Cold::more_joiners`].
     joiner: Cell<Option<Waiter>>,
     /// What the greenlet is parked on, for diagnostics. Set by `arm_park`, cleared by `end_park`.
-    pub(crate) waiting_on: Cell<WaitOn>,
-    /// Greenlet-local values and the saved tracing span stack, allocated on first use
-    /// (`context.rs`); `None` for a greenlet that uses neither. Touched by the greenlet itself
-    /// (locals), the switch hooks in `sched.rs` (spans) and the drop hooks.
-    pub(crate) context: super::context::Slot,
+    pub(crate) waiting_on: WaitCell,
     /// The rarely used fields, allocated on first use (see [`Cold`]): a greenlet that has no
     /// name, no second joiner, no timeout scope and no delayed start never allocates it.
     cold: OnceCell<Box<Cold>>,
@@ -127,6 +120,13 @@ pub(crate) struct Core {
     pub(crate) kill_delivered: Cell<bool>,
     /// The `Greenlet` handle was dropped: nobody will take the result. Set by the handle's drop.
     pub(crate) detached: Cell<bool>,
+    /// The current park (or the wait for a `spawn_later` start) armed a timer, which is in the
+    /// hub's heap until it fires or surfaces stale. Set by `arm_park`/`schedule_new`, cleared by
+    /// `end_park` (which tells the heap when the park ended otherwise) and a kill before start.
+    pub(crate) timed: Cell<bool>,
+    /// The current park's timer carries the earliest enclosing timeout scope's deadline, not the
+    /// caller's own. Set by `arm_park`, read by `end_park`.
+    pub(crate) by_scope: Cell<bool>,
 }
 
 /// The fields of a [`Core`] most greenlets never use, out of line so that a parked greenlet's
@@ -135,11 +135,12 @@ pub(crate) struct Core {
 pub(crate) struct Cold {
     /// Fixed at creation. Read by anyone (diagnostics, the overflow handler, the monitor).
     pub(crate) name: Option<Box<str>>,
-    /// The timer that starts a `spawn_later` greenlet, so a kill before the start cancels it.
-    /// Set by `schedule_new`, taken by `request_kill`.
-    pub(crate) start_timer: Cell<Option<TimerKey>>,
     /// Joiners after the first.
     more_joiners: RefCell<Vec<Waiter>>,
+    /// Greenlet-local values and the saved tracing span stack (`context.rs`), allocated on first
+    /// use. Touched by the greenlet itself (locals), the switch hooks in `sched.rs` (spans) and
+    /// the drop hooks, through [`Core::context_with`].
+    context: super::context::Slot,
     /// Active timeout scopes (`timeout`, `Timeout`), innermost last. Pushed and removed (by id: a
     /// `Timeout` guard may be dropped out of order) by the running greenlet itself; `arm_park`
     /// bounds every park by the earliest deadline here and `end_park` marks the scope whose
@@ -184,11 +185,9 @@ impl Core {
         Core {
             id: next_id(),
             sp: Cell::new(std::ptr::null_mut()),
-            stack_guard: Cell::new(0),
-            slice: RefCell::new(Slice::default()),
+            slice: Slice::default(),
             joiner: Cell::new(None),
-            waiting_on: Cell::new(WaitOn::Nothing),
-            context: super::context::Slot::default(),
+            waiting_on: WaitCell::new(),
             // The name is fixed at creation, so a named greenlet gets its cold fields now.
             cold: match name {
                 Some(name) => OnceCell::from(Box::new(Cold {
@@ -212,6 +211,8 @@ impl Core {
             kill: Cell::new(false),
             kill_delivered: Cell::new(false),
             detached: Cell::new(false),
+            timed: Cell::new(false),
+            by_scope: Cell::new(false),
         }
     }
 
@@ -224,6 +225,23 @@ impl Core {
     #[inline(always)]
     pub(crate) fn cold_if_any(&self) -> Option<&Cold> {
         self.cold.get().map(|b| &**b)
+    }
+
+    /// Runs `f` on the greenlet's context (locals, spans), allocating it (and the cold fields) if
+    /// `create`; `None` if it has none and `create` is false. See `context::Slot::with` for
+    /// what `f` must not do.
+    #[inline]
+    pub(crate) fn context_with<R>(
+        &self,
+        create: bool,
+        f: impl FnOnce(&mut super::context::Context) -> R,
+    ) -> Option<R> {
+        let slot = if create {
+            &self.cold().context
+        } else {
+            &self.cold_if_any()?.context
+        };
+        slot.with(create, f)
     }
 
     /// The greenlet's name, if it was given one.
@@ -379,6 +397,20 @@ impl<B: ?Sized + Task> TaskBox<B> {
     }
 }
 
+/// A timer entry is its greenlet's handle: current while the greenlet is still in the park the
+/// timer was armed for.
+impl TimerTarget for TaskRef {
+    #[inline(always)]
+    fn is_current(&self, gen: u32) -> bool {
+        self.core.state.get() == State::Parked && self.core.gen.get() == gen
+    }
+
+    #[inline(always)]
+    fn is_last(&self) -> bool {
+        Rc::strong_count(self) == 1
+    }
+}
+
 /// The payload a kill unwinds with. Private: user code can catch it but not forge it.
 pub(crate) struct KillSignal;
 
@@ -464,6 +496,84 @@ pub(crate) enum WaitOn {
     Held(u64),
 }
 
+/// A [`WaitOn`] packed into one word, as every `Core` keeps it: the variant in the low 3 bits, the
+/// payload above them (ids and registration tokens shifted up by 3, which loses nothing below
+/// 2^61; `Sync`'s pointer, 8-aligned, as it is). The same API as `Cell<WaitOn>`.
+pub(crate) struct WaitCell(Cell<u64>);
+
+const WAIT_NOTHING: u64 = 0;
+const WAIT_START: u64 = 1;
+const WAIT_SLEEP: u64 = 2;
+const WAIT_JOIN: u64 = 3;
+const WAIT_IO: u64 = 4;
+const WAIT_SYNC: u64 = 5;
+const WAIT_HELD: u64 = 6;
+
+impl WaitCell {
+    pub(crate) const fn new() -> WaitCell {
+        WaitCell(Cell::new(WAIT_NOTHING))
+    }
+
+    #[inline(always)]
+    fn pack(on: WaitOn) -> u64 {
+        let num = |tag: u64, n: u64| {
+            debug_assert!(
+                n < 1 << 61,
+                "greenhub: a WaitOn payload of {n:#x} is too large"
+            );
+            (n << 3) | tag
+        };
+        match on {
+            WaitOn::Nothing => WAIT_NOTHING,
+            WaitOn::Start => WAIT_START,
+            WaitOn::Sleep => WAIT_SLEEP,
+            WaitOn::Join(id) => num(WAIT_JOIN, id),
+            WaitOn::Io(token) => num(WAIT_IO, token as u64),
+            WaitOn::Sync(what) => {
+                let p = what as *const &'static str as u64;
+                debug_assert_eq!(p & 7, 0, "a &str is 8-aligned");
+                p | WAIT_SYNC
+            }
+            WaitOn::Held(id) => num(WAIT_HELD, id),
+        }
+    }
+
+    #[inline(always)]
+    fn unpack(v: u64) -> WaitOn {
+        let n = v >> 3;
+        match v & 7 {
+            WAIT_START => WaitOn::Start,
+            WAIT_SLEEP => WaitOn::Sleep,
+            WAIT_JOIN => WaitOn::Join(n),
+            WAIT_IO => WaitOn::Io(n as usize),
+            WAIT_SYNC => {
+                let p = (v & !7) as usize as *const &'static str;
+                // SAFETY: a value tagged WAIT_SYNC is only made by `pack` from a
+                // `&'static &'static str`, whose address (8-aligned, so the tag did not touch it)
+                // stays valid for the rest of the program.
+                WaitOn::Sync(unsafe { &*p })
+            }
+            WAIT_HELD => WaitOn::Held(n),
+            _ => WaitOn::Nothing,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self) -> WaitOn {
+        Self::unpack(self.0.get())
+    }
+
+    #[inline(always)]
+    pub(crate) fn set(&self, on: WaitOn) {
+        self.0.set(Self::pack(on));
+    }
+
+    #[inline(always)]
+    pub(crate) fn replace(&self, on: WaitOn) -> WaitOn {
+        Self::unpack(self.0.replace(Self::pack(on)))
+    }
+}
+
 impl fmt::Display for WaitOn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -476,5 +586,44 @@ impl fmt::Display for WaitOn {
             WaitOn::Held(0) => f.write_str("a Mutex"),
             WaitOn::Held(holder) => write!(f, "a Mutex held by greenlet {holder}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_on_round_trips_through_its_word() {
+        static WHAT: &str = "an Event";
+        let c = WaitCell::new();
+        for on in [
+            WaitOn::Nothing,
+            WaitOn::Start,
+            WaitOn::Sleep,
+            WaitOn::Join(123_456_789),
+            WaitOn::Io(0x7fff_dead_bee8),
+            WaitOn::Sync(&WHAT),
+            WaitOn::Held(0),
+            WaitOn::Held(42),
+        ] {
+            c.set(on);
+            assert_eq!(c.get(), on);
+            assert_eq!(c.get().to_string(), on.to_string());
+        }
+        assert_eq!(c.replace(WaitOn::Nothing), WaitOn::Held(42));
+        assert_eq!(c.get(), WaitOn::Nothing);
+    }
+
+    /// Every parked greenlet pays for these: a field added to them should be a decision.
+    #[test]
+    fn the_control_block_stays_small() {
+        assert_eq!(std::mem::size_of::<WaitCell>(), 8);
+        assert_eq!(std::mem::size_of::<Slice>(), 16);
+        assert!(
+            std::mem::size_of::<Core>() <= 96,
+            "Core grew to {} bytes",
+            std::mem::size_of::<Core>()
+        );
     }
 }
