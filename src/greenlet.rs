@@ -7,28 +7,24 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::rt::{
     context, current_hub, panic_message, warn_at, Core, Hub, KillSignal, Kind, Start, Task,
-    TaskBox, TaskRef, WaitOn, Wake, Warning,
+    TaskRef, WaitOn, Wake, Warning,
 };
 
-/// The typed side of a task, for `Greenlet<T>`.
-trait Joinable<T>: Task {
-    fn take(&self, core: &Core) -> Option<Result<T, GreenletError>>;
-}
-
 /// Where a greenlet's closure is in its life. The outcomes are variants of their own rather than
-/// one `Done(Result<T, GreenletError>)`, which makes the stage (kept for the greenlet's whole
-/// life) a word smaller.
+/// one `Done(Result<T, GreenletError>)`, and a panic's payload is boxed once more (one word, not
+/// two), which makes the stage (kept for the greenlet's whole life) 16 bytes for a closure of one
+/// word and a `()` result instead of 32: the rare panic pays an allocation instead.
 enum Stage<F, T> {
     Pending(F),
     Running,
     Value(T),
-    Panicked(Box<dyn Any + Send + 'static>),
+    Panicked(Box<Box<dyn Any + Send + 'static>>),
     Killed,
     Taken,
 }
@@ -37,7 +33,7 @@ impl<F, T> Stage<F, T> {
     fn done(outcome: Result<T, GreenletError>) -> Self {
         match outcome {
             Ok(v) => Stage::Value(v),
-            Err(GreenletError::Panicked(p)) => Stage::Panicked(p),
+            Err(GreenletError::Panicked(p)) => Stage::Panicked(Box::new(p)),
             Err(_) => Stage::Killed,
         }
     }
@@ -63,6 +59,14 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
     fn discard(&self) {
         let old = self.stage.replace(Stage::Killed);
         drop(old);
+    }
+
+    unsafe fn take_into(&self, core: &Core, out: *mut ()) {
+        let r = self.take(core);
+        // SAFETY: the caller's contract (`Task::take_into`): `out` is an
+        // `Option<Result<T, GreenletError>>` of this body's `T`, valid for writes; the old value
+        // there is dropped by the assignment.
+        unsafe { *out.cast::<Option<Result<T, GreenletError>>>() = r };
     }
 }
 
@@ -107,11 +111,13 @@ impl<F: FnOnce() -> T, T> TaskCell<F, T> {
     }
 }
 
-impl<F: FnOnce() -> T, T> Joinable<T> for TaskCell<F, T> {
+impl<F: FnOnce() -> T, T> TaskCell<F, T> {
+    /// Moves the outcome out if the greenlet has finished (`Greenlet::join`, through
+    /// `Task::take_into`).
     fn take(&self, core: &Core) -> Option<Result<T, GreenletError>> {
         match self.stage.replace(Stage::Taken) {
             Stage::Value(v) => Some(Ok(v)),
-            Stage::Panicked(p) => Some(Err(GreenletError::Panicked(p))),
+            Stage::Panicked(p) => Some(Err(GreenletError::Panicked(*p))),
             Stage::Killed => Some(Err(GreenletError::Killed)),
             // Abandoned under panic=abort: it never finished its closure.
             Stage::Running if core.is_finished() => Some(Err(GreenletError::Killed)),
@@ -218,7 +224,9 @@ impl std::error::Error for GreenletError {}
 /// std::thread::spawn(move || g.join()); // Greenlet is !Send
 /// ```
 pub struct Greenlet<T> {
-    task: Rc<TaskBox<dyn Joinable<T>>>,
+    /// A `TaskCell<F, T>` for some `F`: only `spawn_at` makes one.
+    task: TaskRef,
+    _result: PhantomData<T>,
 }
 
 impl<T> fmt::Debug for Greenlet<T> {
@@ -292,7 +300,7 @@ impl<T: 'static> Greenlet<T> {
     }
 
     fn take_result(&self) -> Result<T, GreenletError> {
-        match self.task.body.take(&self.task.core) {
+        match self.take_outcome() {
             Some(r) => r,
             None if self.is_finished() => {
                 panic!(
@@ -368,12 +376,26 @@ impl<T: 'static> Greenlet<T> {
     }
 }
 
+impl<T> Greenlet<T> {
+    /// The outcome, moved out, if the greenlet has finished and nobody took it yet.
+    fn take_outcome(&self) -> Option<Result<T, GreenletError>> {
+        let mut out: Option<Result<T, GreenletError>> = None;
+        // SAFETY: `task` was made by `spawn_at` with a `TaskCell<F, T>` of this very `T` (the
+        // only constructor of `Greenlet<T>`), so `out` has the type its body writes.
+        unsafe {
+            self.task
+                .take_into((&mut out as *mut Option<Result<T, GreenletError>>).cast())
+        };
+        out
+    }
+}
+
 impl<T> Drop for Greenlet<T> {
     fn drop(&mut self) {
         let core = self.task.core();
         core.detached.set(true);
         if core.is_finished() {
-            if let Some(r) = self.task.body.take(&self.task.core) {
+            if let Some(r) = self.take_outcome() {
                 report_unjoined(core, &r);
                 drop_detached(core, r);
             }
@@ -481,18 +503,21 @@ impl Builder {
         T: 'static,
     {
         let hub: &Hub = current_hub();
-        let task = Rc::new(TaskBox {
-            core: Core::new(Kind::Worker, self.name),
-            body: TaskCell {
+        let task = TaskRef::new(
+            Core::new(Kind::Worker, self.name),
+            TaskCell {
                 stage: Cell::new(Stage::Pending(f)),
             },
-        });
+        );
         task.core.exclusive.set(self.exclusive);
         if let Some(span) = self.span {
             context::set_span(&task.core, span); // entered at its first resume
         }
         hub.schedule_new(task.clone(), start);
-        Greenlet { task }
+        Greenlet {
+            task,
+            _result: PhantomData,
+        }
     }
 }
 

@@ -25,7 +25,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -39,7 +38,7 @@ use super::mailbox::Mailbox;
 use super::sched::ReadyQueue;
 use super::stacks::Stacks;
 use super::stats::Counters;
-use super::task::{Core, Kind, Task, TaskBox, TaskRef, Waiter};
+use super::task::{Core, Kind, Task, TaskHead, TaskRef, Waiter};
 use super::timer::Timers;
 use crate::stack::Stack;
 use crate::sys::switch as arch;
@@ -168,6 +167,9 @@ impl Task for MainTask {
         unreachable!("greenhub: the main greenlet is never started by the hub")
     }
     fn discard(&self) {}
+    unsafe fn take_into(&self, _core: &Core, _out: *mut ()) {
+        unreachable!("greenhub: the main greenlet has no handle to join it with")
+    }
 }
 
 impl Hub {
@@ -196,10 +198,7 @@ impl Hub {
         // SAFETY: the hub stack is fresh, so its top FRAME_BYTES are unused (invariant 8); its top
         // is page aligned.
         let hub_sp = unsafe { arch::init_frame(hub_stack.top(), hub_entry, 0) };
-        let main: TaskRef = Rc::new(TaskBox {
-            core: Core::new(Kind::Main, None),
-            body: MainTask,
-        });
+        let main = TaskRef::new(Core::new(Kind::Main, None), MainTask);
         let mut hub = Box::new(Hub {
             overflow: guard::Registration::none(),
             stacks,
@@ -358,15 +357,15 @@ fn run_running() {
     // worker runs it holds this worker's task. The task itself stays alive until the worker has
     // finished and switched away for good: `live` owns every unfinished worker and `retire`
     // removes it only after that (invariant 9), so the reference outlives the call.
-    let task: &TaskBox<dyn Task> = match unsafe { &*hub.running.as_ptr() } {
+    let task: &TaskHead = match unsafe { &*hub.running.as_ptr() } {
         Some(t) => {
-            let p: *const TaskBox<dyn Task> = &**t;
+            let p: *const TaskHead = &**t;
             // SAFETY: see above; detached from the `running` borrow on purpose.
             unsafe { &*p }
         }
         None => no_running_panic(),
     };
-    task.body.run(&task.core)
+    task.run()
 }
 
 /// The entry of a fresh worker frame (used by `slicing.rs`).

@@ -82,7 +82,7 @@ pub(crate) use mailbox::{Job, Msg, RemoteWake, Shared};
 pub(crate) use sched::Start;
 pub(crate) use stacks::DEFAULT_MAX_STACKS;
 pub(crate) use task::{
-    panic_message, Core, KillSignal, Kind, Scope, ScopeSignal, State, Task, TaskBox, TaskRef,
-    WaitOn, Waiter, Wake,
+    panic_message, Core, KillSignal, Kind, Scope, ScopeSignal, State, Task, TaskRef, WaitOn,
+    Waiter, Wake,
 };
 pub(crate) use warn::{warn_at, Warning};

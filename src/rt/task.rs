@@ -35,6 +35,8 @@
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -371,29 +373,178 @@ pub(crate) trait Task {
     fn run(&self, core: &Core);
     /// Drops the closure without running it (a kill before start) and records `Killed`.
     fn discard(&self);
+    /// Moves the outcome out, if the greenlet has finished, into `*out`, which is an
+    /// `Option<Result<T, GreenletError>>` for the `T` the body was built with (`greenlet.rs`).
+    ///
+    /// # Safety
+    /// `out` must point at a valid `Option<Result<T, GreenletError>>` of that very `T`.
+    unsafe fn take_into(&self, core: &Core, out: *mut ());
 }
 
-/// A greenlet as the hub sees it: its control block and, type-erased, what it runs, in one
-/// allocation. `core` is a plain field in front of the unsized `body`, so reaching it from a
-/// [`TaskRef`] is a constant offset, not a dynamic call.
-pub(crate) struct TaskBox<B: ?Sized> {
+/// The front of every greenlet allocation: the reference count, the body's functions and the
+/// control block. `repr(C)` so that the allocation (a [`TaskAlloc`]) starts with it and a pointer
+/// to one is a pointer to the other.
+#[repr(C)]
+pub(crate) struct TaskHead {
+    refs: Cell<usize>,
+    vtable: &'static TaskVTable,
     pub(crate) core: Core,
-    pub(crate) body: B,
 }
 
-/// An owning handle on a greenlet (the hub's tables, waiters, `Greenlet` handles).
-pub(crate) type TaskRef = Rc<TaskBox<dyn Task>>;
+/// One greenlet's allocation: the head, then the body it runs.
+#[repr(C)]
+struct TaskAlloc<B> {
+    head: TaskHead,
+    body: B,
+}
 
-impl<B: ?Sized + Task> TaskBox<B> {
+/// The body's functions, one table per body type: what `dyn Task` would keep in a fat pointer, kept
+/// once in the allocation instead, so that every handle on a greenlet is one word.
+pub(crate) struct TaskVTable {
+    run: unsafe fn(&TaskHead),
+    discard: unsafe fn(&TaskHead),
+    take_into: unsafe fn(&TaskHead, *mut ()),
+    free: unsafe fn(NonNull<TaskHead>),
+}
+
+/// The [`TaskVTable`] of body type `B`.
+struct VTableOf<B>(PhantomData<B>);
+
+impl<B: Task + 'static> VTableOf<B> {
+    const VTABLE: TaskVTable = TaskVTable {
+        run: Self::run,
+        discard: Self::discard,
+        take_into: Self::take_into,
+        free: Self::free,
+    };
+
+    /// # Safety
+    /// `head` must be the head of a `TaskAlloc<B>` (true of every head whose vtable is this one).
+    unsafe fn body(head: &TaskHead) -> &B {
+        // SAFETY: the caller's contract; `TaskAlloc` is `repr(C)` with the head first, so the
+        // head's address is the allocation's, and the body is borrowed no longer than the head.
+        unsafe { &(*(head as *const TaskHead).cast::<TaskAlloc<B>>()).body }
+    }
+
+    unsafe fn run(head: &TaskHead) {
+        // SAFETY: only `TaskRef::new::<B>` installs this table, in a `TaskAlloc<B>`.
+        unsafe { Self::body(head) }.run(&head.core)
+    }
+
+    unsafe fn discard(head: &TaskHead) {
+        // SAFETY: as in `run`.
+        unsafe { Self::body(head) }.discard()
+    }
+
+    unsafe fn take_into(head: &TaskHead, out: *mut ()) {
+        // SAFETY: as in `run`; `out` is the caller's (see `Task::take_into`).
+        unsafe { Self::body(head).take_into(&head.core, out) }
+    }
+
+    unsafe fn free(head: NonNull<TaskHead>) {
+        // SAFETY: as in `run`, and the allocation came from `Box::new` in `TaskRef::new::<B>`;
+        // the last handle is gone, so nothing refers to it any more.
+        drop(unsafe { Box::from_raw(head.as_ptr().cast::<TaskAlloc<B>>()) });
+    }
+}
+
+/// An owning handle on a greenlet (the hub's tables, waiters, `Greenlet` handles): one word, a
+/// non-atomic reference count in the allocation (like `Rc`, and `!Send`/`!Sync` like it). It
+/// dereferences to the [`TaskHead`], so `task.core` is a constant offset.
+pub(crate) struct TaskRef {
+    head: NonNull<TaskHead>,
+    _not_send: PhantomData<Rc<()>>,
+}
+
+impl TaskRef {
+    /// Allocates a greenlet: `core` and `body` side by side, one handle.
+    pub(crate) fn new<B: Task + 'static>(core: Core, body: B) -> TaskRef {
+        let alloc = Box::new(TaskAlloc {
+            head: TaskHead {
+                refs: Cell::new(1),
+                vtable: &VTableOf::<B>::VTABLE,
+                core,
+            },
+            body,
+        });
+        TaskRef {
+            head: NonNull::from(Box::leak(alloc)).cast::<TaskHead>(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Handles on this greenlet, this one included.
+    #[inline(always)]
+    pub(crate) fn ref_count(&self) -> usize {
+        self.refs.get()
+    }
+}
+
+impl std::ops::Deref for TaskRef {
+    type Target = TaskHead;
+
+    #[inline(always)]
+    fn deref(&self) -> &TaskHead {
+        // SAFETY: a handle keeps its allocation alive (the count is at least 1 while it exists).
+        unsafe { self.head.as_ref() }
+    }
+}
+
+impl Clone for TaskRef {
+    #[inline(always)]
+    fn clone(&self) -> TaskRef {
+        let n = self.refs.get();
+        if n == usize::MAX {
+            // As `Rc` does: a count that would wrap is a leak loop, not something to recover from.
+            std::process::abort();
+        }
+        self.refs.set(n + 1);
+        TaskRef {
+            head: self.head,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for TaskRef {
+    #[inline(always)]
+    fn drop(&mut self) {
+        let n = self.refs.get() - 1;
+        self.refs.set(n);
+        if n == 0 {
+            // SAFETY: this was the last handle; the table is the allocation's own.
+            unsafe { (self.vtable.free)(self.head) }
+        }
+    }
+}
+
+impl TaskHead {
     /// The control block.
     #[inline(always)]
     pub(crate) fn core(&self) -> &Core {
         &self.core
     }
 
+    /// Runs the closure (see [`Task::run`]).
+    #[inline(always)]
+    pub(crate) fn run(&self) {
+        // SAFETY: the table was installed with the body this head is in front of.
+        unsafe { (self.vtable.run)(self) }
+    }
+
     /// Drops the closure unrun (see [`Task::discard`]).
     pub(crate) fn discard(&self) {
-        self.body.discard()
+        // SAFETY: as in `run`.
+        unsafe { (self.vtable.discard)(self) }
+    }
+
+    /// Moves the outcome out (see [`Task::take_into`]).
+    ///
+    /// # Safety
+    /// As [`Task::take_into`]: `out` must match the body's result type.
+    pub(crate) unsafe fn take_into(&self, out: *mut ()) {
+        // SAFETY: as in `run`; `out` is the caller's.
+        unsafe { (self.vtable.take_into)(self, out) }
     }
 }
 
@@ -407,7 +558,7 @@ impl TimerTarget for TaskRef {
 
     #[inline(always)]
     fn is_last(&self) -> bool {
-        Rc::strong_count(self) == 1
+        self.ref_count() == 1
     }
 }
 
@@ -620,8 +771,10 @@ mod tests {
     fn the_control_block_stays_small() {
         assert_eq!(std::mem::size_of::<WaitCell>(), 8);
         assert_eq!(std::mem::size_of::<Slice>(), 16);
+        assert_eq!(std::mem::size_of::<TaskRef>(), 8);
+        assert_eq!(std::mem::size_of::<Option<TaskRef>>(), 8);
         assert!(
-            std::mem::size_of::<Core>() <= 96,
+            std::mem::size_of::<Core>() <= 88,
             "Core grew to {} bytes",
             std::mem::size_of::<Core>()
         );

@@ -3,7 +3,7 @@
 //! # Shape
 //!
 //! ```text
-//!   order: VecDeque<(key, seq)>   FIFO of queued entries; may hold stale pairs, skipped lazily
+//!   order: VecDeque<(key, seq)>   (two u32) FIFO of queued entries; may hold stale pairs, skipped lazily
 //!   slab:  Slab<Entry>            one entry per parked greenlet, owned by that greenlet's wait:
 //!                                 { waiter, seq, queued, notified, value: Option<P> }
 //! ```
@@ -30,6 +30,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -40,7 +41,10 @@ use crate::rt::{current_hub, WaitOn, Wake};
 
 struct Entry<P> {
     waiter: Waiter,
-    seq: u64,
+    /// Wraps after 2^32 pushes on one list; a stale `order` pair can only be mistaken for a live
+    /// one if it survived that many pushes, and the rebuild in `remove` bounds stale pairs by the
+    /// live entries, so that would take billions of waiters at once.
+    seq: u32,
     /// Still in `order` and eligible for a notification.
     queued: bool,
     /// A notifier handed or took `value` and woke the waiter.
@@ -50,8 +54,9 @@ struct Entry<P> {
 
 struct Inner<P> {
     slab: Slab<Entry<P>>,
-    order: VecDeque<(usize, u64)>,
-    next_seq: u64,
+    /// `(slab key, seq)`, 8 bytes a pair.
+    order: VecDeque<(u32, u32)>,
+    next_seq: u32,
     /// Entries with `queued` set.
     queued: usize,
 }
@@ -67,8 +72,9 @@ pub(crate) struct WaitList<P> {
 /// Identifies the entry of one wait, for [`WaitList::remove`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ticket {
-    key: usize,
-    seq: u64,
+    key: u32,
+    /// Never 0 (sequence numbers skip it), so an `Option<Ticket>` is one word.
+    seq: NonZeroU32,
 }
 
 /// What the owner of an entry finds when it removes it.
@@ -92,7 +98,7 @@ impl<P> WaitList<P> {
             inner: RefCell::new(Inner {
                 slab: Slab::new(),
                 order: VecDeque::new(),
-                next_seq: 0,
+                next_seq: 1,
                 queued: 0,
             }),
             _hub_local: PhantomData,
@@ -109,7 +115,7 @@ impl<P> WaitList<P> {
     pub(crate) fn push(&self, waiter: Waiter, value: Option<P>) -> Ticket {
         let mut inner = self.inner.borrow_mut();
         let seq = inner.next_seq;
-        inner.next_seq += 1;
+        inner.next_seq = seq.wrapping_add(1).max(1);
         let key = inner.slab.insert(Entry {
             waiter,
             seq,
@@ -117,17 +123,21 @@ impl<P> WaitList<P> {
             notified: false,
             value,
         });
+        let key = u32::try_from(key).expect("greenhub: more than 2^32 waiters on one wait list");
         inner.order.push_back((key, seq));
         inner.queued += 1;
-        Ticket { key, seq }
+        Ticket {
+            key,
+            seq: NonZeroU32::new(seq).expect("greenhub: wait-list sequence numbers skip 0"),
+        }
     }
 
     /// Removes the entry of `ticket` (owner only) and reports what it holds. Idempotent: a second
     /// call finds nothing.
     pub(crate) fn remove(&self, ticket: Ticket) -> Removed<P> {
         let mut inner = self.inner.borrow_mut();
-        match inner.slab.get(ticket.key) {
-            Some(e) if e.seq == ticket.seq => {}
+        match inner.slab.get(ticket.key as usize) {
+            Some(e) if e.seq == ticket.seq.get() => {}
             _ => {
                 return Removed {
                     notified: false,
@@ -135,14 +145,14 @@ impl<P> WaitList<P> {
                 }
             }
         }
-        let e = inner.slab.remove(ticket.key);
+        let e = inner.slab.remove(ticket.key as usize);
         if e.queued {
             inner.queued -= 1;
         }
         // Keep stale pairs in `order` bounded by the live entries.
         if inner.order.len() > 64 && inner.order.len() > 2 * inner.slab.len() {
             let Inner { slab, order, .. } = &mut *inner;
-            order.retain(|&(k, s)| slab.get(k).is_some_and(|e| e.seq == s && e.queued));
+            order.retain(|&(k, s)| slab.get(k as usize).is_some_and(|e| e.seq == s && e.queued));
         }
         Removed {
             notified: e.notified,
@@ -153,6 +163,7 @@ impl<P> WaitList<P> {
     /// Unlinks stale entries at the front; returns the key of the first pending one, still linked.
     fn front_pending(inner: &mut Inner<P>) -> Option<usize> {
         while let Some(&(key, seq)) = inner.order.front() {
+            let key = key as usize;
             let live = match inner.slab.get(key) {
                 Some(e) if e.seq == seq && e.queued => e.waiter.is_pending(),
                 _ => {
