@@ -39,7 +39,7 @@ impl<F, T> Stage<F, T> {
     }
 }
 
-/// What a greenlet runs: the closure's stage. With the core in front of it (`rt::TaskBox`), the
+/// What a greenlet runs: the closure's stage. With the core in front of it (`rt::TaskRef`), the
 /// one allocation per greenlet. A `Cell` moved in and out with `replace`: no borrow flag, and no
 /// borrow is ever held while user code (a closure, a destructor) runs.
 struct TaskCell<F, T> {

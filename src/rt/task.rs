@@ -37,7 +37,6 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -449,11 +448,11 @@ impl<B: Task + 'static> VTableOf<B> {
 }
 
 /// An owning handle on a greenlet (the hub's tables, waiters, `Greenlet` handles): one word, a
-/// non-atomic reference count in the allocation (like `Rc`, and `!Send`/`!Sync` like it). It
-/// dereferences to the [`TaskHead`], so `task.core` is a constant offset.
+/// non-atomic reference count in the allocation (like `Rc`, and `!Send`/`!Sync` like it: the
+/// `NonNull` makes it so). It dereferences to the [`TaskHead`], so `task.core` is a constant
+/// offset.
 pub(crate) struct TaskRef {
     head: NonNull<TaskHead>,
-    _not_send: PhantomData<Rc<()>>,
 }
 
 impl TaskRef {
@@ -469,7 +468,6 @@ impl TaskRef {
         });
         TaskRef {
             head: NonNull::from(Box::leak(alloc)).cast::<TaskHead>(),
-            _not_send: PhantomData,
         }
     }
 
@@ -499,10 +497,7 @@ impl Clone for TaskRef {
             std::process::abort();
         }
         self.refs.set(n + 1);
-        TaskRef {
-            head: self.head,
-            _not_send: PhantomData,
-        }
+        TaskRef { head: self.head }
     }
 }
 
