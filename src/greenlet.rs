@@ -4,6 +4,8 @@
 //! is the one allocation per greenlet: the control block (`rt::Core`, whose states are
 //! documented in `rt/task.rs`) and the closure's stage side by side.
 
+#![deny(unsafe_code)]
+
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
@@ -46,7 +48,7 @@ struct TaskCell<F, T> {
     stage: Cell<Stage<F, T>>,
 }
 
-impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
+impl<F: FnOnce() -> T, T: 'static> Task for TaskCell<F, T> {
     /// Only the closure's call is in this frame, which stays on the greenlet's stack (and so in
     /// its slice) for its whole life: taking the closure and recording the outcome run in
     /// out-of-line helpers whose frames are gone while the closure runs.
@@ -61,12 +63,21 @@ impl<F: FnOnce() -> T, T> Task for TaskCell<F, T> {
         drop(old);
     }
 
-    unsafe fn take_into(&self, core: &Core, out: *mut ()) {
-        let r = self.take(core);
-        // SAFETY: the caller's contract (`Task::take_into`): `out` is an
-        // `Option<Result<T, GreenletError>>` of this body's `T`, valid for writes; the old value
-        // there is dropped by the assignment.
-        unsafe { *out.cast::<Option<Result<T, GreenletError>>>() = r };
+    fn take_into(&self, core: &Core, out: &mut dyn Any) {
+        match out.downcast_mut::<Option<Result<T, GreenletError>>>() {
+            Some(slot) => *slot = self.take(core),
+            None => unreachable!(
+                "greenhub: the result of {} was asked for as another type",
+                core.describe()
+            ),
+        }
+    }
+
+    fn drop_outcome(&self, core: &Core) {
+        if let Some(r) = self.take(core) {
+            report_unjoined(core, &r);
+            drop_detached(core, r);
+        }
     }
 }
 
@@ -299,6 +310,13 @@ impl<T: 'static> Greenlet<T> {
         self.take_result()
     }
 
+    /// The outcome, moved out, if the greenlet has finished and nobody took it yet.
+    fn take_outcome(&self) -> Option<Result<T, GreenletError>> {
+        let mut out: Option<Result<T, GreenletError>> = None;
+        self.task.take_into(&mut out);
+        out
+    }
+
     fn take_result(&self) -> Result<T, GreenletError> {
         match self.take_outcome() {
             Some(r) => r,
@@ -376,29 +394,13 @@ impl<T: 'static> Greenlet<T> {
     }
 }
 
-impl<T> Greenlet<T> {
-    /// The outcome, moved out, if the greenlet has finished and nobody took it yet.
-    fn take_outcome(&self) -> Option<Result<T, GreenletError>> {
-        let mut out: Option<Result<T, GreenletError>> = None;
-        // SAFETY: `task` was made by `spawn_at` with a `TaskCell<F, T>` of this very `T` (the
-        // only constructor of `Greenlet<T>`), so `out` has the type its body writes.
-        unsafe {
-            self.task
-                .take_into((&mut out as *mut Option<Result<T, GreenletError>>).cast())
-        };
-        out
-    }
-}
-
 impl<T> Drop for Greenlet<T> {
     fn drop(&mut self) {
         let core = self.task.core();
         core.detached.set(true);
         if core.is_finished() {
-            if let Some(r) = self.take_outcome() {
-                report_unjoined(core, &r);
-                drop_detached(core, r);
-            }
+            // Dropped here, on the dropper's stack, with a panic it ended with reported.
+            self.task.drop_outcome();
         }
     }
 }

@@ -167,9 +167,10 @@ impl Task for MainTask {
         unreachable!("greenhub: the main greenlet is never started by the hub")
     }
     fn discard(&self) {}
-    unsafe fn take_into(&self, _core: &Core, _out: *mut ()) {
+    fn take_into(&self, _core: &Core, _out: &mut dyn std::any::Any) {
         unreachable!("greenhub: the main greenlet has no handle to join it with")
     }
+    fn drop_outcome(&self, _core: &Core) {}
 }
 
 impl Hub {

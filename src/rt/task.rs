@@ -372,12 +372,13 @@ pub(crate) trait Task {
     fn run(&self, core: &Core);
     /// Drops the closure without running it (a kill before start) and records `Killed`.
     fn discard(&self);
-    /// Moves the outcome out, if the greenlet has finished, into `*out`, which is an
-    /// `Option<Result<T, GreenletError>>` for the `T` the body was built with (`greenlet.rs`).
-    ///
-    /// # Safety
-    /// `out` must point at a valid `Option<Result<T, GreenletError>>` of that very `T`.
-    unsafe fn take_into(&self, core: &Core, out: *mut ());
+    /// Moves the outcome out, if the greenlet has finished, into `out`: an
+    /// `Option<Result<T, GreenletError>>` for the `T` the body was built with (`greenlet.rs`;
+    /// checked by the downcast).
+    fn take_into(&self, core: &Core, out: &mut dyn Any);
+    /// Drops the outcome, if the greenlet has finished and it was not taken, reporting a panic it
+    /// ended with (the last `Greenlet` handle is dropped).
+    fn drop_outcome(&self, core: &Core);
 }
 
 /// The front of every greenlet allocation: the reference count, the body's functions and the
@@ -402,7 +403,8 @@ struct TaskAlloc<B> {
 pub(crate) struct TaskVTable {
     run: unsafe fn(&TaskHead),
     discard: unsafe fn(&TaskHead),
-    take_into: unsafe fn(&TaskHead, *mut ()),
+    take_into: unsafe fn(&TaskHead, &mut dyn Any),
+    drop_outcome: unsafe fn(&TaskHead),
     free: unsafe fn(NonNull<TaskHead>),
 }
 
@@ -414,6 +416,7 @@ impl<B: Task + 'static> VTableOf<B> {
         run: Self::run,
         discard: Self::discard,
         take_into: Self::take_into,
+        drop_outcome: Self::drop_outcome,
         free: Self::free,
     };
 
@@ -435,9 +438,14 @@ impl<B: Task + 'static> VTableOf<B> {
         unsafe { Self::body(head) }.discard()
     }
 
-    unsafe fn take_into(head: &TaskHead, out: *mut ()) {
-        // SAFETY: as in `run`; `out` is the caller's (see `Task::take_into`).
-        unsafe { Self::body(head).take_into(&head.core, out) }
+    unsafe fn take_into(head: &TaskHead, out: &mut dyn Any) {
+        // SAFETY: as in `run`.
+        unsafe { Self::body(head) }.take_into(&head.core, out)
+    }
+
+    unsafe fn drop_outcome(head: &TaskHead) {
+        // SAFETY: as in `run`.
+        unsafe { Self::body(head) }.drop_outcome(&head.core)
     }
 
     unsafe fn free(head: NonNull<TaskHead>) {
@@ -534,12 +542,15 @@ impl TaskHead {
     }
 
     /// Moves the outcome out (see [`Task::take_into`]).
-    ///
-    /// # Safety
-    /// As [`Task::take_into`]: `out` must match the body's result type.
-    pub(crate) unsafe fn take_into(&self, out: *mut ()) {
-        // SAFETY: as in `run`; `out` is the caller's.
+    pub(crate) fn take_into(&self, out: &mut dyn Any) {
+        // SAFETY: as in `run`.
         unsafe { (self.vtable.take_into)(self, out) }
+    }
+
+    /// Drops an outcome nobody took (see [`Task::drop_outcome`]).
+    pub(crate) fn drop_outcome(&self) {
+        // SAFETY: as in `run`.
+        unsafe { (self.vtable.drop_outcome)(self) }
     }
 }
 
