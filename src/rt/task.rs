@@ -303,6 +303,13 @@ impl Core {
         self.state.get()
     }
 
+    /// Whether the greenlet is parked in the park numbered `gen` (a waiter made for it is
+    /// pending).
+    #[inline(always)]
+    pub(crate) fn is_parked_in(&self, gen: u32) -> bool {
+        self.state.get() == State::Parked && self.gen.get() == gen
+    }
+
     /// Whether the greenlet is finished (returned, panicked, killed or abandoned).
     #[inline(always)]
     pub(crate) fn is_finished(&self) -> bool {
@@ -598,8 +605,7 @@ impl Waiter {
     /// Whether the park this waiter was made for is still in progress.
     #[inline(always)]
     pub(crate) fn is_pending(&self) -> bool {
-        let c = &self.task.core;
-        c.state.get() == State::Parked && c.gen.get() == self.gen
+        self.task.core.is_parked_in(self.gen)
     }
 
     /// Wakes the greenlet if it is still in that park; returns whether it did.

@@ -3,9 +3,11 @@
 //! # Shape
 //!
 //! ```text
-//!   order: VecDeque<(key, seq)>   (two u32) FIFO of queued entries; may hold stale pairs, skipped lazily
-//!   slab:  Slab<Entry>            one entry per parked greenlet, owned by that greenlet's wait:
-//!                                 { waiter, seq, queued, notified, value: Option<P> }
+//!   entries: Vec<Entry>   one entry per parked greenlet, owned by that greenlet's wait, 24 bytes
+//!                         for a value-less list: { task, gen, prev, next, flags, value: Option<P> }
+//!   head, tail            a doubly linked FIFO through the queued entries (`prev`/`next` are
+//!                         indices into `entries`)
+//!   free                  vacant entries, linked through `next`
 //! ```
 //!
 //! Everything lives on the heap (invariant 1): a suspended waiter's stack is never touched. An entry
@@ -18,47 +20,59 @@
 //! - *putter style* (queue putters, lock requests): the entry starts with a value; a notifier
 //!   [`takes`](WaitList::take) it from the first pending entry and wakes it.
 //!
-//! Notifiers only consider entries whose [`Waiter`] is still pending (parked in the park it was
-//! made for). A waiter that already woke for another reason — its timeout, a kill, another list in
-//! a multi-wait — is unlinked from the FIFO and skipped, and the value goes to the next one: no
-//! lost wake-up, no double delivery, no wake of a dead greenlet. A waiter that was handed a value
-//! and is then killed before it runs gives the value back in its `Registration`'s `Drop` (the
-//! primitive passes it on).
+//! Notifiers only consider entries whose waiter is still pending (parked in the park it was made
+//! for). A waiter that already woke for another reason — its timeout, a kill, another list in a
+//! multi-wait — is unlinked from the FIFO and skipped, and the value goes to the next one: no lost
+//! wake-up, no double delivery, no wake of a dead greenlet. A waiter that was handed a value and is
+//! then killed before it runs gives the value back in its `Registration`'s `Drop` (the primitive
+//! passes it on).
+//!
+//! The owner's [`Ticket`] is neither `Copy` nor `Clone`, so an entry is removed once; the removal
+//! still checks that the entry is occupied and made for the ticket's park, so a mistake there finds
+//! nothing rather than another greenlet's entry of a different park.
 
 #![deny(unsafe_code)]
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::time::Instant;
 
-use slab::Slab;
+use crate::rt::{current_hub, TaskRef, WaitOn, Waiter, Wake};
 
-use crate::rt::Waiter;
-use crate::rt::{current_hub, WaitOn, Wake};
+/// No entry (end of a chain).
+const NIL: u32 = u32::MAX;
+/// `Entry::flags`: still linked in the FIFO and eligible for a notification.
+const QUEUED: u8 = 1;
+/// `Entry::flags`: a notifier handed or took `value` and woke the waiter.
+const NOTIFIED: u8 = 2;
+/// Entries an empty list keeps room for.
+const KEEP: usize = 64;
 
+/// A waiter's entry, its `Waiter` split into its two fields so the links and flags fill what would
+/// be the waiter's padding (24 bytes for `P = ()`, against 40 for a slab entry plus a FIFO pair).
 struct Entry<P> {
-    waiter: Waiter,
-    /// Wraps after 2^32 pushes on one list; a stale `order` pair can only be mistaken for a live
-    /// one if it survived that many pushes, and the rebuild in `remove` bounds stale pairs by the
-    /// live entries, so that would take billions of waiters at once.
-    seq: u32,
-    /// Still in `order` and eligible for a notification.
-    queued: bool,
-    /// A notifier handed or took `value` and woke the waiter.
-    notified: bool,
+    /// `None`: a vacant entry, on the free chain through `next`.
+    task: Option<TaskRef>,
+    /// The park the waiter was made for.
+    gen: u32,
+    prev: u32,
+    next: u32,
+    flags: u8,
     value: Option<P>,
 }
 
 struct Inner<P> {
-    slab: Slab<Entry<P>>,
-    /// `(slab key, seq)`, 8 bytes a pair.
-    order: VecDeque<(u32, u32)>,
-    next_seq: u32,
-    /// Entries with `queued` set.
+    entries: Vec<Entry<P>>,
+    head: u32,
+    tail: u32,
+    /// First vacant entry.
+    free: u32,
+    /// Entries with `QUEUED` set (those linked between `head` and `tail`).
     queued: usize,
+    /// Occupied entries.
+    occupied: usize,
 }
 
 /// A FIFO of parked greenlets with an optional value slot each. See the module docs.
@@ -69,12 +83,12 @@ pub(crate) struct WaitList<P> {
     _hub_local: PhantomData<Rc<()>>,
 }
 
-/// Identifies the entry of one wait, for [`WaitList::remove`].
-#[derive(Clone, Copy, Debug)]
+/// Identifies the entry of one wait, for [`WaitList::remove`]. Single use: not `Copy`.
+#[derive(Debug)]
 pub(crate) struct Ticket {
-    key: u32,
-    /// Never 0 (sequence numbers skip it), so an `Option<Ticket>` is one word.
-    seq: NonZeroU32,
+    /// The entry's index plus one, so an `Option<Ticket>` is one word.
+    slot: NonZeroU32,
+    gen: u32,
 }
 
 /// What the owner of an entry finds when it removes it.
@@ -92,14 +106,69 @@ impl<P> Default for WaitList<P> {
     }
 }
 
+impl<P> Inner<P> {
+    /// Unlinks the queued entry at `i` from the FIFO.
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let e = &mut self.entries[i as usize];
+            debug_assert!(e.flags & QUEUED != 0);
+            e.flags &= !QUEUED;
+            (e.prev, e.next)
+        };
+        match prev {
+            NIL => self.head = next,
+            p => self.entries[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.entries[n as usize].prev = prev,
+        }
+        self.queued -= 1;
+    }
+
+    /// Unlinks stale entries at the front; returns the index of the first pending one, still
+    /// linked.
+    fn front_pending(&mut self) -> Option<u32> {
+        while self.head != NIL {
+            let i = self.head;
+            let e = &self.entries[i as usize];
+            let pending = e
+                .task
+                .as_ref()
+                .is_some_and(|t| t.core().is_parked_in(e.gen));
+            if pending {
+                return Some(i);
+            }
+            self.unlink(i);
+        }
+        None
+    }
+
+    /// Unlinks the entry at `i` (the front) as notified, and returns its waiter.
+    fn notify_front(&mut self, i: u32) -> Waiter {
+        self.unlink(i);
+        let e = &mut self.entries[i as usize];
+        e.flags |= NOTIFIED;
+        Waiter {
+            task: e
+                .task
+                .clone()
+                .expect("a queued wait-list entry is occupied"),
+            gen: e.gen,
+        }
+    }
+}
+
 impl<P> WaitList<P> {
     pub(crate) fn new() -> Self {
         WaitList {
             inner: RefCell::new(Inner {
-                slab: Slab::new(),
-                order: VecDeque::new(),
-                next_seq: 1,
+                entries: Vec::new(),
+                head: NIL,
+                tail: NIL,
+                free: NIL,
                 queued: 0,
+                occupied: 0,
             }),
             _hub_local: PhantomData,
         }
@@ -114,104 +183,105 @@ impl<P> WaitList<P> {
     /// Appends an entry for `waiter`, optionally carrying the owner's `value`.
     pub(crate) fn push(&self, waiter: Waiter, value: Option<P>) -> Ticket {
         let mut inner = self.inner.borrow_mut();
-        let seq = inner.next_seq;
-        inner.next_seq = seq.wrapping_add(1).max(1);
-        let key = inner.slab.insert(Entry {
-            waiter,
-            seq,
-            queued: true,
-            notified: false,
+        let inner = &mut *inner;
+        let entry = Entry {
+            task: Some(waiter.task),
+            gen: waiter.gen,
+            prev: inner.tail,
+            next: NIL,
+            flags: QUEUED,
             value,
-        });
-        let key = u32::try_from(key).expect("greenhub: more than 2^32 waiters on one wait list");
-        inner.order.push_back((key, seq));
+        };
+        let i = match inner.free {
+            NIL => {
+                let i = u32::try_from(inner.entries.len())
+                    .ok()
+                    .filter(|&i| i < NIL - 1)
+                    .expect("greenhub: more than 2^32 - 2 waiters on one wait list");
+                inner.entries.push(entry);
+                i
+            }
+            i => {
+                let slot = &mut inner.entries[i as usize];
+                inner.free = slot.next;
+                *slot = entry;
+                i
+            }
+        };
+        match inner.tail {
+            NIL => inner.head = i,
+            t => inner.entries[t as usize].next = i,
+        }
+        inner.tail = i;
         inner.queued += 1;
+        inner.occupied += 1;
         Ticket {
-            key,
-            seq: NonZeroU32::new(seq).expect("greenhub: wait-list sequence numbers skip 0"),
+            slot: NonZeroU32::new(i + 1).expect("wait-list indices stay below u32::MAX - 1"),
+            gen: waiter.gen,
         }
     }
 
-    /// Removes the entry of `ticket` (owner only) and reports what it holds. Idempotent: a second
-    /// call finds nothing.
+    /// Removes the entry of `ticket` (owner only) and reports what it holds.
     pub(crate) fn remove(&self, ticket: Ticket) -> Removed<P> {
         let mut inner = self.inner.borrow_mut();
-        match inner.slab.get(ticket.key as usize) {
-            Some(e) if e.seq == ticket.seq.get() => {}
+        let inner = &mut *inner;
+        let i = ticket.slot.get() - 1;
+        match inner.entries.get(i as usize) {
+            Some(e) if e.task.is_some() && e.gen == ticket.gen => {}
             _ => {
+                debug_assert!(false, "a wait-list ticket found no entry");
                 return Removed {
                     notified: false,
                     value: None,
-                }
+                };
             }
         }
-        let e = inner.slab.remove(ticket.key as usize);
-        if e.queued {
-            inner.queued -= 1;
+        if inner.entries[i as usize].flags & QUEUED != 0 {
+            inner.unlink(i);
         }
-        // Keep stale pairs in `order` bounded by the live entries.
-        if inner.order.len() > 64 && inner.order.len() > 2 * inner.slab.len() {
-            let Inner { slab, order, .. } = &mut *inner;
-            order.retain(|&(k, s)| slab.get(k as usize).is_some_and(|e| e.seq == s && e.queued));
-        }
-        Removed {
-            notified: e.notified,
-            value: e.value,
-        }
-    }
-
-    /// Unlinks stale entries at the front; returns the key of the first pending one, still linked.
-    fn front_pending(inner: &mut Inner<P>) -> Option<usize> {
-        while let Some(&(key, seq)) = inner.order.front() {
-            let key = key as usize;
-            let live = match inner.slab.get(key) {
-                Some(e) if e.seq == seq && e.queued => e.waiter.is_pending(),
-                _ => {
-                    inner.order.pop_front();
-                    continue;
-                }
-            };
-            if live {
-                return Some(key);
+        let e = &mut inner.entries[i as usize];
+        let removed = Removed {
+            notified: e.flags & NOTIFIED != 0,
+            value: e.value.take(),
+        };
+        e.task = None;
+        e.flags = 0;
+        e.next = inner.free;
+        inner.free = i;
+        inner.occupied -= 1;
+        if inner.occupied == 0 {
+            // Nothing waits: start the free chain afresh, and give a burst's storage back.
+            inner.free = NIL;
+            if inner.entries.capacity() > KEEP {
+                inner.entries = Vec::new();
+            } else {
+                inner.entries.clear();
             }
-            inner.order.pop_front();
-            inner.slab[key].queued = false;
-            inner.queued -= 1;
         }
-        None
-    }
-
-    /// Unlinks the entry at `key` (the front) as notified, and returns its waiter.
-    fn notify_front(inner: &mut Inner<P>, key: usize) -> Waiter {
-        inner.order.pop_front();
-        inner.queued -= 1;
-        let e = &mut inner.slab[key];
-        e.queued = false;
-        e.notified = true;
-        e.waiter.clone()
+        removed
     }
 
     /// Whether some queued waiter is still pending (stale fronts are unlinked on the way).
     pub(crate) fn has_pending(&self) -> bool {
-        Self::front_pending(&mut self.inner.borrow_mut()).is_some()
+        self.inner.borrow_mut().front_pending().is_some()
     }
 
     /// Runs `f` on the value of the first pending entry (putter style), without unlinking it.
     pub(crate) fn peek<R>(&self, f: impl FnOnce(Option<&P>) -> R) -> Option<R> {
         let mut inner = self.inner.borrow_mut();
-        let key = Self::front_pending(&mut inner)?;
-        Some(f(inner.slab[key].value.as_ref()))
+        let i = inner.front_pending()?;
+        Some(f(inner.entries[i as usize].value.as_ref()))
     }
 
     /// Getter style: hands `value` to the first pending waiter and wakes it, or gives it back.
     pub(crate) fn hand(&self, value: P) -> Result<(), P> {
         let waiter = {
             let mut inner = self.inner.borrow_mut();
-            let Some(key) = Self::front_pending(&mut inner) else {
+            let Some(i) = inner.front_pending() else {
                 return Err(value);
             };
-            inner.slab[key].value = Some(value);
-            Self::notify_front(&mut inner, key)
+            inner.entries[i as usize].value = Some(value);
+            inner.notify_front(i)
         };
         let woke = waiter.wake();
         debug_assert!(woke, "a pending waiter refused its wake");
@@ -223,9 +293,9 @@ impl<P> WaitList<P> {
     pub(crate) fn take(&self) -> Option<P> {
         let (waiter, value) = {
             let mut inner = self.inner.borrow_mut();
-            let key = Self::front_pending(&mut inner)?;
-            let value = inner.slab[key].value.take();
-            (Self::notify_front(&mut inner, key), value)
+            let i = inner.front_pending()?;
+            let value = inner.entries[i as usize].value.take();
+            (inner.notify_front(i), value)
         };
         let woke = waiter.wake();
         debug_assert!(woke, "a pending waiter refused its wake");
@@ -237,10 +307,10 @@ impl<P> WaitList<P> {
     pub(crate) fn notify_one(&self) -> bool {
         let waiter = {
             let mut inner = self.inner.borrow_mut();
-            let Some(key) = Self::front_pending(&mut inner) else {
+            let Some(i) = inner.front_pending() else {
                 return false;
             };
-            Self::notify_front(&mut inner, key)
+            inner.notify_front(i)
         };
         waiter.wake()
     }
