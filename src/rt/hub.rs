@@ -28,12 +28,11 @@ use std::ptr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use slab::Slab;
-
 use super::beacon::Beacon;
 use super::config::Settings;
 use super::guard;
 use super::io::{IoRemote, IoSlots, WAKER_TOKEN};
+use super::live::Live;
 use super::mailbox::Mailbox;
 use super::sched::ReadyQueue;
 use super::stacks::Stacks;
@@ -78,7 +77,7 @@ pub(crate) struct Hub {
     /// Functions to run on the hub's stack at the next iteration.
     pub(super) callbacks: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     /// Every spawned, unfinished worker. Owning them here keeps parked cores alive.
-    pub(super) live: RefCell<Slab<TaskRef>>,
+    pub(super) live: RefCell<Live>,
     pub(super) timers: RefCell<Timers<TaskRef>>,
     pub(super) poll: RefCell<mio::Poll>,
     pub(super) events: RefCell<mio::Events>,
@@ -214,7 +213,7 @@ impl Hub {
             budget: Cell::new(0),
             requeue: Cell::new(false),
             callbacks: RefCell::new(VecDeque::new()),
-            live: RefCell::new(Slab::new()),
+            live: RefCell::new(Live::default()),
             timers: RefCell::new(Timers::new()),
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(1024)),
@@ -300,7 +299,7 @@ impl Hub {
     /// The main greenlet and every spawned, unfinished worker (for `monitor::run_info`).
     pub(crate) fn all_tasks(&self) -> Vec<TaskRef> {
         let mut v = vec![self.main.clone()];
-        v.extend(self.live.borrow().iter().map(|(_, t)| t.clone()));
+        v.extend(self.live.borrow().iter().cloned());
         v
     }
 

@@ -63,6 +63,7 @@ pub(crate) mod context;
 mod guard;
 mod hub;
 mod io;
+mod live;
 mod mailbox;
 mod panic_report;
 mod sched;

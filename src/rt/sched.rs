@@ -246,7 +246,7 @@ impl Hub {
     pub(crate) fn schedule_new(&self, task: TaskRef, start: Start) {
         let core = task.core();
         core.live_key
-            .set(live_key(self.live.borrow_mut().insert(task.clone())));
+            .set(self.live.borrow_mut().insert(task.clone()));
         add(&self.counters.spawned, 1);
         match start {
             Start::Now => {
@@ -321,10 +321,7 @@ impl Hub {
         let core = task.core();
         self.leave_region(core);
         core.slice.release();
-        let removed = self
-            .live
-            .borrow_mut()
-            .try_remove(core.live_key.get() as usize);
+        let removed = self.live.borrow_mut().try_remove(core.live_key.get());
         debug_assert!(
             removed.is_some(),
             "greenhub: {} retired twice",
@@ -470,8 +467,8 @@ impl Hub {
                 .live
                 .borrow()
                 .iter()
-                .find(|(_, t)| t.core().id == id)
-                .map(|(_, t)| t.core().waiting_on.get())
+                .find(|t| t.core().id == id)
+                .map(|t| t.core().waiting_on.get())
             else {
                 break;
             };
@@ -549,14 +546,6 @@ impl Hub {
             }
         }
     }
-}
-
-/// A `live` slab key as stored in [`Core::live_key`].
-///
-/// # Panics
-/// Past 2^32 - 1 live greenlets on one hub (each costs hundreds of bytes: far beyond memory).
-fn live_key(key: usize) -> u32 {
-    u32::try_from(key).expect("greenhub: more than 4 billion live greenlets on one hub")
 }
 
 /// The FIFO of greenlets to resume, touched on every wake and every resume: a `VecDeque` without

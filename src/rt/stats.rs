@@ -55,7 +55,7 @@ impl super::hub::Hub {
         self.live
             .borrow()
             .iter()
-            .map(|(_, t)| t.core().slice.capacity() as u64)
+            .map(|t| t.core().slice.capacity() as u64)
             .sum()
     }
 }

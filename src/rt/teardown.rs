@@ -140,7 +140,7 @@ impl Hub {
             return;
         }
         for _ in 0..KILL_ROUNDS {
-            let victims: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+            let victims: Vec<TaskRef> = self.live.borrow().iter().cloned().collect();
             if victims.is_empty() {
                 break;
             }
@@ -163,7 +163,7 @@ impl Hub {
             .live
             .borrow()
             .iter()
-            .map(|(_, t)| t.core().describe())
+            .map(|t| t.core().describe())
             .collect();
         if !survivors.is_empty() {
             warn_at!(Warning::Abandoned, error, {}
@@ -172,7 +172,7 @@ impl Hub {
                 survivors.len(),
                 survivors.join(", ")
             );
-            let abandoned: Vec<TaskRef> = self.live.borrow_mut().drain().collect();
+            let abandoned: Vec<TaskRef> = self.live.borrow_mut().drain();
             for t in &abandoned {
                 t.core().abandon();
             }
@@ -187,7 +187,7 @@ impl Hub {
     /// Called with the hub already unreachable through `CURRENT`, from the main greenlet. Returns
     /// whether it abandoned any.
     fn abandon_at_exit(&self) -> bool {
-        let tasks: Vec<TaskRef> = self.live.borrow_mut().drain().collect();
+        let tasks: Vec<TaskRef> = self.live.borrow_mut().drain();
         let mut abandoned = Vec::new();
         for t in tasks {
             let core = t.core();
