@@ -556,17 +556,27 @@ fn spawn_handler(inner: &Rc<Inner>, stream: TcpStream, peer: SocketAddr) {
         inner: inner.clone(),
         key: entry.key(),
     };
-    let handler = inner.handler.clone();
+    // This closure's frame stays on the greenlet's stack (and so in its slice) while the
+    // connection lives: it reaches the handler through `exit`'s `Rc` rather than a clone of its
+    // own, and the panic path is out of line.
     let g = hub::spawn(move || {
-        let _exit = exit;
-        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| handler(stream, peer))) {
-            if p.is::<KillSignal>() {
-                panic::resume_unwind(p); // a kill: let it finish unwinding the greenlet
-            }
-            report_handler_panic(peer, &*p);
+        let exit = exit;
+        let run = AssertUnwindSafe(|| (exit.inner.handler)(stream, peer));
+        if let Err(p) = panic::catch_unwind(run) {
+            handler_panicked(peer, p);
         }
     });
     entry.insert(g);
+}
+
+/// A handler's panic: a kill keeps unwinding the greenlet; anything else is reported.
+#[cold]
+#[inline(never)]
+fn handler_panicked(peer: SocketAddr, p: Box<dyn std::any::Any + Send>) {
+    if p.is::<KillSignal>() {
+        panic::resume_unwind(p);
+    }
+    report_handler_panic(peer, &*p);
 }
 
 /// How a [`MultiServer`] spreads connections over its hubs.
