@@ -757,14 +757,21 @@ fn run_handler(
     peer: SocketAddr,
 ) {
     if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| handler(s, peer))) {
-        if p.is::<KillSignal>() {
-            panic::resume_unwind(p);
-        }
-        warn_at!(Warning::DetachedPanic, error, {}
-            "greenhub MultiServer: the handler for {peer} panicked: {}",
-            crate::rt::panic_message(&*p)
-        );
+        multi_handler_panicked(peer, p);
     }
+}
+
+/// Out of line, as [`handler_panicked`]: the connection's frame stays small.
+#[cold]
+#[inline(never)]
+fn multi_handler_panicked(peer: SocketAddr, p: Box<dyn std::any::Any + Send>) {
+    if p.is::<KillSignal>() {
+        panic::resume_unwind(p);
+    }
+    warn_at!(Warning::DetachedPanic, error, {}
+        "greenhub MultiServer: the handler for {peer} panicked: {}",
+        crate::rt::panic_message(&*p)
+    );
 }
 
 /// A TCP server on several hubs (one OS thread each): gevent's `StreamServer` scaled over cores.
