@@ -56,8 +56,10 @@
 //! other connections' messages queued. Overrides: `GREENHUB_BENCH_SECS` (window, 2),
 //! `GREENHUB_BENCH_WARM_SECS` (1), `GREENHUB_BENCH_ROUNDS` (2), `GREENHUB_BENCH_CONNS` (50,1000),
 //! `GREENHUB_BENCH_SIZES` (64,4096), `GREENHUB_BENCH_PEERS` (the four single-threaded servers),
-//! `GREENHUB_BENCH_LL` (simulated last-level cache, `1048576,8,64`). The dumps stay under
-//! `target/release/callgrind-echo/` for `callgrind_annotate`.
+//! `GREENHUB_BENCH_LL` (simulated last-level cache, `1048576,8,64`), and for analysis only
+//! `GREENHUB_BENCH_VALGRIND_ARGS` (more valgrind options, such as `--dump-instr=yes`: greenlet
+//! switches confuse callgrind's call tree, so per-instruction costs are the way to see where
+//! misses fall). The dumps stay under `target/release/callgrind-echo/` for `callgrind_annotate`.
 //!
 //! `cargo bench --features monkey --bench echo` adds the peer `std-monkey`: the std::net
 //! thread-per-connection server with `hub::spawn` in place of `thread::spawn`, made cooperative by
@@ -1091,6 +1093,12 @@ fn callgrind_run(exe: &Path, dir: &Path, spec: &str) -> (Counts, Vec<String>) {
             dir.join("callgrind.out").display()
         ))
         .arg(format!("--log-file={}", log.display()))
+        // For analysis (e.g. `--dump-instr=yes` to see which instructions miss); not for figures.
+        .args(
+            std::env::var("GREENHUB_BENCH_VALGRIND_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .arg(exe)
         .env("GREENHUB_ECHO_CALLGRIND_CELL", spec)
         .current_dir(dir)
