@@ -123,9 +123,11 @@ fn resuming_the_occupant_copies_nothing() {
             0,
             "the occupant must never be copied"
         );
+        // Each yield switches straight to the other side (a direct switch: nothing to copy), so
+        // at least two switches per round of the two.
         assert!(
-            after.switches - before.switches >= 400,
-            "every yield went through the hub"
+            after.switches - before.switches >= 200,
+            "every yield really switched"
         );
     })
     .join()

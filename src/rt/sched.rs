@@ -212,13 +212,81 @@ impl Hub {
         // resume it, copying nothing. So skip both switches and charge the resume to the budget:
         // I/O and timers still get their turn after BUDGET resumes, exactly as on the slow path.
         let budget = self.budget.get();
-        if budget > 0 && self.ready.is_empty() && self.callbacks.borrow().is_empty() {
-            self.budget.set(budget - 1);
-            return;
+        if budget > 0 {
+            if self.ready.is_empty() {
+                if self.callbacks.borrow().is_empty() {
+                    self.budget.set(budget - 1);
+                    return;
+                }
+            } else if self.switch_direct(core, budget) {
+                return;
+            }
         }
         core.make_ready();
         self.requeue.set(true);
         self.switch_to_hub(core);
+    }
+
+    /// The direct path of `give_turn`: with `budget` resumes left in the hub's current iteration
+    /// and another greenlet at the front of the ready queue, the hub would put the yielding
+    /// greenlet at the back, pop that one, charge the budget and resume it. When resuming it
+    /// copies nothing (it is main, or the occupant of its region), do exactly that here and
+    /// switch straight to it: one switch instead of two, and the hub's loop is none the wiser
+    /// (it finds `running`/`current` naming whoever switches to it next). Returns false, having
+    /// changed nothing, when the hub must do it: the front greenlet needs a copy, a fresh frame
+    /// or a region (only the hub context slices, invariant 8), is not ready (a stale entry the
+    /// loop skips), or a monitor or a tracing dispatcher wants the switch hooks run in the hub
+    /// context.
+    ///
+    /// Out of line, so a greenlet parked anywhere but in `yield_now` carries none of it in its
+    /// frames; the yielding greenlet's frame is this one's while it waits.
+    #[inline(never)]
+    fn switch_direct(&self, core: &Core, budget: usize) -> bool {
+        let Some(next) = self.ready.front_core() else {
+            return false;
+        };
+        // SAFETY: the ready queue owns the handle `next` was read from (invariant 9), and
+        // nothing below drops it before `next` is last used.
+        let n = unsafe { &*next };
+        if n.state() != State::Ready
+            || self.beacon.get().is_some()
+            || tracing::dispatcher::has_been_set()
+            || (n.kind == Kind::Worker && !self.enter_in_place(n))
+        {
+            return false;
+        }
+        // From here on, what `entered_hub` and the loop would do, in their order.
+        let Some(me) = self.running.take() else {
+            no_running()
+        };
+        let Some(task) = self.ready.pop() else {
+            unreachable!("greenhub: the ready queue emptied under a direct switch")
+        };
+        core.make_ready();
+        self.ready.push(me);
+        self.budget.set(budget - 1);
+        n.run();
+        let sp = n.sp.get();
+        self.running.set(Some(task));
+        self.current.set(next);
+        #[cfg(debug_assertions)]
+        if core.kind == Kind::Worker {
+            let here = arch::approximate_sp();
+            debug_assert!(
+                self.in_own_region(core, here),
+                "greenhub: {} is running off its stack region ({here:#x})",
+                core.describe()
+            );
+        }
+        add(&self.counters.switches, 1);
+        // SAFETY: `core.sp` is a cell of the yielding greenlet's core, which the ready queue now
+        // owns (or `main`), so it outlives the switch back. `sp` was stored by `n`'s last switch
+        // and its bytes are in place: `n` is main (its own stack, never copied) or the occupant
+        // of its region (`enter_in_place`), which is not the region we run on (we occupy ours,
+        // and `n` is not us: it is Ready, we were Running). Nothing is copied, so invariant 8
+        // holds; nothing unwinds across the switch (invariants 1, 3, 9).
+        unsafe { arch::switch(core.sp.as_ptr(), sp, 0) };
+        true
     }
 
     /// Wakes `w`'s greenlet if it is still in the park `w` was made for; returns whether it did.
@@ -574,6 +642,13 @@ impl ReadyQueue {
         unsafe { (*self.0.get()).push_back(task) }
     }
 
+    /// The core of the greenlet at the front, without taking it.
+    #[inline(always)]
+    pub(super) fn front_core(&self) -> Option<*const Core> {
+        // SAFETY: as in `push`; a shared read.
+        unsafe { (*self.0.get()).front() }.map(|t| t.core() as *const Core)
+    }
+
     #[inline(always)]
     pub(super) fn pop(&self) -> Option<TaskRef> {
         // SAFETY: as in `push`: `pop_front` moves the handle out, dropping nothing.
@@ -606,6 +681,12 @@ pub(crate) enum Start {
     At(Instant),
     /// Never by itself: the delay does not fit in an `Instant` (only a kill ends it).
     Never,
+}
+
+#[cold]
+#[inline(never)]
+fn no_running() -> ! {
+    unreachable!("greenhub: a greenlet runs but the hub does not hold its handle")
 }
 
 #[cold]

@@ -30,17 +30,29 @@ impl Hub {
     /// has never run — evicting and restoring slices as needed. Runs on the hub's stack.
     #[inline]
     pub(super) fn make_occupant(&self, task: &TaskRef, core: &Core) {
-        let i = core.region.get();
-        if i != NO_REGION {
-            let regions = self.stacks.regions();
-            let r = &regions[i as usize];
-            r.last_resume.set(self.counters.switches.get());
-            self.running_guard.set(r.guard);
-            if ptr::eq(r.occupant_core.get(), core) {
-                return; // the lazy path: its bytes are still in place
-            }
+        if !self.enter_in_place(core) {
+            self.evict_and_enter(task, core);
         }
-        self.evict_and_enter(task, core);
+    }
+
+    /// The lazy path of `make_occupant`: if worker `core` is the occupant of its region (its
+    /// bytes are still in place), records the resume (the region's clock, the guard page the
+    /// overflow handler reads) and returns true; otherwise changes nothing and returns false.
+    /// Copies nothing, so any context may call it (the direct yield does, from a greenlet).
+    #[inline(always)]
+    pub(super) fn enter_in_place(&self, core: &Core) -> bool {
+        let i = core.region.get();
+        if i == NO_REGION {
+            return false;
+        }
+        let regions = self.stacks.regions();
+        let r = &regions[i as usize];
+        if !ptr::eq(r.occupant_core.get(), core) {
+            return false;
+        }
+        r.last_resume.set(self.counters.switches.get());
+        self.running_guard.set(r.guard);
+        true
     }
 
     /// The slow path of `make_occupant`: bind a new worker to a region, copy the region's occupant
@@ -56,6 +68,7 @@ impl Hub {
         }
         let regions = self.stacks.regions();
         let r = &regions[core.region.get() as usize];
+        r.last_resume.set(self.counters.switches.get());
         self.running_guard.set(r.guard);
         let top = r.top;
         let evicted = r.occupant.take();
