@@ -373,6 +373,11 @@ mod x86 {
                                 0,
                                 "another greenlet's rounding mode leaked into us"
                             );
+                            assert_eq!(
+                                x87_cw() & (0b11 << 10),
+                                0,
+                                "another greenlet's x87 rounding leaked into us"
+                            );
                             assert_eq!(one_minus_tiny(), 1.0, "1 - 1e-17 rounds to nearest: 1.0");
                             hub::yield_now();
                         }
