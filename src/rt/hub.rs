@@ -243,9 +243,10 @@ impl Hub {
     /// A clone of the running greenlet's task.
     #[track_caller]
     pub(crate) fn running_task(&self) -> TaskRef {
-        // SAFETY: `running` is written only by `resume` and `entered_hub`, in the hub context, never
-        // while this shared borrow lives: cloning an `Rc` runs no code that could switch or reach
-        // the hub (invariant 5: one thread).
+        // SAFETY: `running` is written only at the switch sites (`resume` and `entered_hub` in the
+        // hub context, `switch_direct` just before it switches), never while this shared borrow
+        // lives: cloning a `TaskRef` runs no code that could switch or reach the hub (invariant 5:
+        // one thread).
         let running = unsafe { &*self.running.as_ptr() };
         match running {
             Some(t) => t.clone(),
@@ -354,8 +355,8 @@ extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
 #[inline(never)]
 fn run_running() {
     let hub = current_hub();
-    // SAFETY: `running` is written only in the hub context (`resume`, `entered_hub`); while this
-    // worker runs it holds this worker's task. The task itself stays alive until the worker has
+    // SAFETY: `running` is written only at the switch sites (`resume`, `entered_hub`,
+    // `switch_direct`); while this worker runs it holds this worker's task. The task itself stays alive until the worker has
     // finished and switched away for good: `live` owns every unfinished worker and `retire`
     // removes it only after that (invariant 9), so the reference outlives the call.
     let task: &TaskHead = match unsafe { &*hub.running.as_ptr() } {

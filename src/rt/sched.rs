@@ -14,9 +14,11 @@
 //! }
 //! ```
 //!
-//! A switch is always greenlet → hub → greenlet: [`Hub::switch_to_hub`] from a greenlet that
-//! blocks, yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it
-//! the occupant of the shared stack (`slicing.rs`).
+//! A switch is greenlet → hub → greenlet: [`Hub::switch_to_hub`] from a greenlet that blocks,
+//! yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it the
+//! occupant of the shared stack (`slicing.rs`). One shortcut: a yield whose successor in the
+//! ready queue needs no copying switches straight to it (`switch_direct`), doing the loop's
+//! bookkeeping itself.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -400,10 +402,21 @@ impl Hub {
         );
         add(&self.counters.finished, 1);
         let (first, more) = core.take_joiners();
-        for w in first.into_iter().chain(more) {
+        if let Some(w) = first {
             self.wake_owned(w, Wake::Woken);
         }
+        if more {
+            self.wake_more_joiners(core);
+        }
         drop(removed);
+    }
+
+    /// The rest of `retire`'s wake-ups: the joiners after the first.
+    #[inline(never)]
+    fn wake_more_joiners(&self, core: &Core) {
+        for w in core.take_more_joiners() {
+            self.wake_owned(w, Wake::Woken);
+        }
     }
 
     /// Makes `task` (a worker) the occupant of the shared stack, evicting and restoring slices as
@@ -414,7 +427,7 @@ impl Hub {
         // which keeps it alive until we take it back out below (invariant 9).
         let c = unsafe { &*core };
         if c.kind == Kind::Worker {
-            self.make_occupant(&task, c);
+            self.make_occupant(c);
         }
         c.run();
         let sp = c.sp.get();

@@ -22,16 +22,16 @@ use std::time::Instant;
 
 use super::hub::{Hub, WORKER_ENTRY};
 use super::stats::{add, size_bucket};
-use super::task::{Core, TaskRef, NO_REGION};
+use super::task::{Core, NO_REGION};
 use crate::sys::switch as arch;
 
 impl Hub {
     /// Makes `task` (a worker) the occupant of its stack region — binding it to one first if it
     /// has never run — evicting and restoring slices as needed. Runs on the hub's stack.
     #[inline]
-    pub(super) fn make_occupant(&self, task: &TaskRef, core: &Core) {
+    pub(super) fn make_occupant(&self, core: &Core) {
         if !self.enter_in_place(core) {
-            self.evict_and_enter(task, core);
+            self.evict_and_enter(core);
         }
     }
 
@@ -56,9 +56,9 @@ impl Hub {
     }
 
     /// The slow path of `make_occupant`: bind a new worker to a region, copy the region's occupant
-    /// out and `task` in.
+    /// out and `core`'s worker in.
     #[inline(never)]
-    fn evict_and_enter(&self, task: &TaskRef, core: &Core) {
+    fn evict_and_enter(&self, core: &Core) {
         if core.region.get() == NO_REGION {
             let exclusive = core.exclusive.get() || self.all_exclusive;
             match self.stacks.assign(exclusive, self.counters.switches.get()) {
@@ -71,16 +71,15 @@ impl Hub {
         r.last_resume.set(self.counters.switches.get());
         self.running_guard.set(r.guard);
         let top = r.top;
-        let evicted = r.occupant.take();
-        if let Some(old) = &evicted {
-            let oc = old.core();
+        if let Some(oc) = r.occupant() {
             debug_assert!(
                 !oc.is_finished(),
                 "a finished greenlet still occupies the stack"
             );
             debug_assert!(r.contains(oc.sp.get() as usize));
-            // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
-            // of this region, and we run on the hub's stack (invariants 1 and 8).
+            // SAFETY: the occupant is suspended (only the hub context runs) and alive (`live`
+            // owns it, invariant 9), its live slice is [sp, top) of this region, and we run on
+            // the hub's stack (invariants 1 and 8).
             let n = unsafe { oc.slice.save(oc.sp.get(), top) };
             add(&self.counters.slice_saves, 1);
             add(&self.counters.slice_sizes[size_bucket(n)], 1);
@@ -101,10 +100,7 @@ impl Hub {
                 .set(unsafe { arch::init_frame(top, WORKER_ENTRY, 0) });
             core.started.set(true);
         }
-        r.occupant.set(Some(task.clone()));
         r.occupant_core.set(core);
-        drop(regions);
-        drop(evicted); // after the borrow: it is suspended and owned by `live`, so never the last
     }
 
     /// A finished worker leaves its region: its bytes there are dead (nothing needs saving), and
@@ -112,7 +108,18 @@ impl Hub {
     pub(super) fn leave_region(&self, core: &Core) {
         let i = core.region.get();
         if i != NO_REGION {
-            drop(self.stacks.unbind(i, core));
+            self.stacks.unbind(i, core);
+        }
+    }
+
+    /// An abandoned worker (it will never run again) stops being its region's occupant, so the
+    /// region stops naming a control block nobody may own any more; it stays bound (an
+    /// exclusive region is still given to nobody else), as an abandoned greenlet's region always
+    /// did. Its bytes there are dead.
+    pub(super) fn vacate_region(&self, core: &Core) {
+        let i = core.region.get();
+        if i != NO_REGION {
+            self.stacks.vacate(i, core);
         }
     }
 
@@ -125,17 +132,16 @@ impl Hub {
         else {
             return;
         };
-        let evicted = self.stacks.evict_cold(threshold, |r, old| {
-            let oc = old.core();
+        self.stacks.evict_cold(threshold, |r, oc| {
             debug_assert!(r.contains(oc.sp.get() as usize));
-            // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
-            // of this region, and we run on the hub's stack (invariants 1 and 8).
+            // SAFETY: the occupant is suspended (only the hub context runs) and alive (`live`
+            // owns it, invariant 9), its live slice is [sp, top) of this region, and we run on
+            // the hub's stack (invariants 1 and 8).
             let n = unsafe { oc.slice.save(oc.sp.get(), r.top) };
             add(&self.counters.slice_saves, 1);
             add(&self.counters.slice_sizes[size_bucket(n)], 1);
             add(&self.counters.bytes_copied, n as u64);
         });
-        drop(evicted); // suspended and owned by `live`: never the last handle
     }
 
     /// Whether `sp` lies in the stack region of the running worker `core` (debug checks).
