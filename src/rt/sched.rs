@@ -103,6 +103,24 @@ impl Hub {
     /// the core (`timed`, `by_scope`), not in the parked frame.
     #[inline(never)]
     fn arm_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) {
+        if deadline.is_none() && core.cold_if_any().is_none() {
+            // The common park (a join, a wait on an event or a socket): no deadline, and no
+            // cold fields, so no timeout scope either. Nothing to arm, so this stays a leaf
+            // without the timer path's register saves. `timed` and `by_scope` as below
+            // without a timer (a `spawn_later` start leaves `timed` set).
+            core.timed.set(false);
+            core.by_scope.set(false);
+            core.park();
+            core.waiting_on.set(on);
+            core.wake.set(Wake::Woken);
+            return;
+        }
+        self.arm_timed_park(core, on, deadline);
+    }
+
+    /// `arm_park` with a deadline or timeout scopes to consider.
+    #[inline(never)]
+    fn arm_timed_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) {
         let gen = core.gen.get();
         // Timeout scopes: the earliest enclosing scope deadline bounds this park too. `by_scope`
         // remembers that it, not the caller's own deadline, is the one the timer carries (ties go
@@ -130,6 +148,19 @@ impl Hub {
     /// into the caller's answer.
     #[inline(never)]
     fn end_park(&self, core: &Core) -> Wake {
+        if !core.timed.get() && !core.kill.get() && core.wake.get() == Wake::Woken {
+            // Woken, with no timer to forget and no kill or deadlock to report: a leaf, as in
+            // `arm_park`.
+            core.gen.set(core.gen.get().wrapping_add(1));
+            core.waiting_on.set(WaitOn::Nothing);
+            return Wake::Woken;
+        }
+        self.end_other_park(core)
+    }
+
+    /// `end_park` for a park that armed a timer, or ended otherwise than by a waiter.
+    #[inline(never)]
+    fn end_other_park(&self, core: &Core) -> Wake {
         core.gen.set(core.gen.get().wrapping_add(1));
         let on = core.waiting_on.replace(WaitOn::Nothing);
         let wake = core.wake.get();
