@@ -57,6 +57,9 @@ pub(crate) struct Hub {
     pub(super) hub_stack: Stack,
     /// The hub context's saved stack pointer while a greenlet runs.
     pub(super) hub_sp: Cell<*mut u8>,
+    /// Where a finished worker that leaves its stack for good stores its stack pointer (never
+    /// read: nothing switches back to it; its own cell may be freed by then).
+    pub(super) dead_sp: Cell<*mut u8>,
     /// The thread's main greenlet.
     pub(super) main: TaskRef,
     /// Core of the running greenlet; null while the hub context runs. Points into the task owned
@@ -206,6 +209,7 @@ impl Hub {
             all_exclusive: settings.exclusive_stacks,
             hub_stack,
             hub_sp: Cell::new(hub_sp),
+            dead_sp: Cell::new(ptr::null_mut()),
             current: Cell::new(main.core()),
             running_guard: Cell::new(0),
             running: Cell::new(Some(main.clone())),
@@ -343,11 +347,7 @@ fn in_hub_panic(doing: &str) -> ! {
 extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
     // Panics are caught inside `run` (invariant 3), so nothing unwinds into the trampoline.
     run_running();
-    let hub = current_hub();
-    let core = hub.current_core("finish");
-    core.finish();
-    hub.switch_to_hub(core);
-    unreachable!("greenhub: a finished greenlet was resumed");
+    current_hub().finish_running()
 }
 
 /// Runs the running worker's closure. Holds nothing across the call (the body's `run` can be a

@@ -16,9 +16,9 @@
 //!
 //! A switch is greenlet → hub → greenlet: [`Hub::switch_to_hub`] from a greenlet that blocks,
 //! yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it the
-//! occupant of the shared stack (`slicing.rs`). One shortcut: a yield whose successor in the
-//! ready queue needs no copying switches straight to it (`switch_direct`), doing the loop's
-//! bookkeeping itself.
+//! occupant of the shared stack (`slicing.rs`). The shortcuts: a yield, or a finished worker,
+//! whose successor in the ready queue needs no copying switches straight to it
+//! (`switch_direct`, `finish_direct`), doing the loop's bookkeeping itself.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -275,33 +275,12 @@ impl Hub {
     /// frames; the yielding greenlet's frame is this one's while it waits.
     #[inline(never)]
     fn switch_direct(&self, core: &Core, budget: usize) -> bool {
-        let Some(next) = self.ready.front_core() else {
-            return false;
-        };
-        // SAFETY: the ready queue owns the handle `next` was read from (invariant 9), and
-        // nothing below drops it before `next` is last used.
-        let n = unsafe { &*next };
-        if n.state() != State::Ready
-            || self.beacon.get().is_some()
-            || tracing::dispatcher::has_been_set()
-            || (n.kind == Kind::Worker && !self.enter_in_place(n))
-        {
+        if !self.direct_allowed() {
             return false;
         }
-        // From here on, what `entered_hub` and the loop would do, in their order.
-        let Some(me) = self.running.take() else {
-            no_running()
+        let Some(next) = self.direct_successor() else {
+            return false;
         };
-        let Some(task) = self.ready.pop() else {
-            unreachable!("greenhub: the ready queue emptied under a direct switch")
-        };
-        core.make_ready();
-        self.ready.push(me);
-        self.budget.set(budget - 1);
-        n.run();
-        let sp = n.sp.get();
-        self.running.set(Some(task));
-        self.current.set(next);
         #[cfg(debug_assertions)]
         if core.kind == Kind::Worker {
             let here = arch::approximate_sp();
@@ -311,15 +290,120 @@ impl Hub {
                 core.describe()
             );
         }
-        add(&self.counters.switches, 1);
+        // From here on, what `entered_hub` and the loop would do, in their order.
+        let Some(me) = self.running.take() else {
+            no_running()
+        };
+        core.make_ready();
+        self.ready.push(me); // behind `next`, which stays at the front
         // SAFETY: `core.sp` is a cell of the yielding greenlet's core, which the ready queue now
-        // owns (or `main`), so it outlives the switch back. `sp` was stored by `n`'s last switch
-        // and its bytes are in place: `n` is main (its own stack, never copied) or the occupant
-        // of its region (`enter_in_place`), which is not the region we run on (we occupy ours,
-        // and `n` is not us: it is Ready, we were Running). Nothing is copied, so invariant 8
-        // holds; nothing unwinds across the switch (invariants 1, 3, 9).
-        unsafe { arch::switch(core.sp.as_ptr(), sp, 0) };
+        // owns (or `main`), so it outlives the switch back; `next` was just checked by
+        // `direct_successor` and is still at the front (invariants 1, 3, 9).
+        unsafe { self.enter_successor(next, budget, core.sp.as_ptr()) };
         true
+    }
+
+    /// Whether a greenlet may switch straight to another one: not while a monitor or a tracing
+    /// dispatcher wants the switch hooks run in the hub context.
+    #[inline(always)]
+    fn direct_allowed(&self) -> bool {
+        self.beacon.get().is_none() && !tracing::dispatcher::has_been_set()
+    }
+
+    /// The front of the ready queue, if the loop would resume it next and resuming it copies
+    /// nothing: it is Ready (not a stale entry the loop skips) and main or the occupant of its
+    /// region (then its resume is recorded, as `make_occupant` does). `None` if a slice copy, a
+    /// fresh frame or a region is needed: only the hub context does those (invariant 8).
+    #[inline(always)]
+    fn direct_successor(&self) -> Option<*const Core> {
+        let next = self.ready.front_core()?;
+        // SAFETY: the ready queue owns the handle `next` was read from (invariant 9); nothing here
+        // drops it.
+        let n = unsafe { &*next };
+        let ok = n.state() == State::Ready && (n.kind == Kind::Main || self.enter_in_place(n));
+        ok.then_some(next)
+    }
+
+    /// Resumes `next`, the front of the ready queue, as the loop would (pops it, charges the
+    /// `budget` of the iteration, marks it running, publishes it in `running`/`current`), and
+    /// switches to it from the running context, whose stack pointer goes to `*save_sp`.
+    ///
+    /// # Safety
+    /// `next` was returned by `direct_successor` with nothing changed in the queue's front since,
+    /// `budget` is the hub's current budget (non-zero), and `save_sp` is valid for a write and
+    /// stays so until the switch back reads it (or forever, if nothing ever switches back).
+    #[inline(always)]
+    unsafe fn enter_successor(&self, next: *const Core, budget: usize, save_sp: *mut *mut u8) {
+        let Some(task) = self.ready.pop() else {
+            unreachable!("greenhub: the ready queue emptied under a direct switch")
+        };
+        debug_assert!(ptr::eq(task.core(), next));
+        let n = task.core();
+        self.budget.set(budget - 1);
+        n.run();
+        let sp = n.sp.get();
+        self.running.set(Some(task));
+        self.current.set(next);
+        add(&self.counters.switches, 1);
+        // SAFETY: `save_sp` is the caller's to vouch for. `sp` was stored by `next`'s last switch
+        // and its bytes are in place: it is main (its own stack, never copied) or the occupant
+        // of its region (`direct_successor`), which is not the region we run on (we occupy ours,
+        // or left it for good, and `next` was Ready while we ran). Nothing is copied, so
+        // invariant 8 holds; nothing unwinds across the switch; `running` owns `next` now
+        // (invariants 1, 3, 9).
+        unsafe { arch::switch(save_sp, sp, 0) };
+    }
+
+    /// The end of a worker whose closure is done (called by its entry, on its own stack): marks
+    /// it finished and leaves its stack for good. Without a monitor or a tracing dispatcher it
+    /// retires itself here — what the hub would do on its arrival — and switches straight to the
+    /// next ready greenlet when that copies nothing (else to the hub): one switch instead of
+    /// two. Its region is unbound by then, which is fine: nothing runs there before the switch,
+    /// and the next occupant is made by the hub after it.
+    pub(super) fn finish_running(&self) -> ! {
+        let core = self.current_core("finish");
+        core.finish();
+        if self.direct_allowed() {
+            self.finish_direct();
+        }
+        self.switch_to_hub(core);
+        unreachable!("greenhub: a finished greenlet was resumed");
+    }
+
+    /// `finish_running`'s direct path. Takes no `&Core`: dropping the running handle below may
+    /// free the control block.
+    #[inline(never)]
+    fn finish_direct(&self) -> ! {
+        let Some(task) = self.running.take() else {
+            no_running()
+        };
+        self.retire(&task);
+        // Possibly the last handle (a detached greenlet): its closure and outcome are gone
+        // already (`TaskCell::run` dropped an outcome nobody will take), and with no dispatcher
+        // its spans are none, so freeing it runs no user code, and nothing below touches it.
+        drop(task);
+        let budget = self.budget.get();
+        let next = if budget > 0 {
+            self.direct_successor()
+        } else {
+            None
+        };
+        match next {
+            // SAFETY: `next` was just checked, with budget > 0; the finished greenlet's stack
+            // pointer goes to a cell of the hub, which lives on (invariant 7), and is never read
+            // back: nothing switches to a finished greenlet.
+            Some(next) => unsafe { self.enter_successor(next, budget, self.dead_sp.as_ptr()) },
+            None => {
+                // The hub's arrival bookkeeping finds nobody to requeue or retire.
+                self.current.set(ptr::null());
+                add(&self.counters.switches, 1);
+                // SAFETY: as in `enter_successor` for the saved stack pointer; `hub_sp` was
+                // stored by the hub context's own last switch, on a stack that is never copied
+                // (invariants 1, 3, 7, 8).
+                unsafe { arch::switch(self.dead_sp.as_ptr(), self.hub_sp.get(), 0) };
+            }
+        }
+        unreachable!("greenhub: a finished greenlet was resumed");
     }
 
     /// Wakes `w`'s greenlet if it is still in the park `w` was made for; returns whether it did.
