@@ -16,9 +16,10 @@
 //!
 //! A switch is greenlet → hub → greenlet: [`Hub::switch_to_hub`] from a greenlet that blocks,
 //! yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it the
-//! occupant of the shared stack (`slicing.rs`). The shortcuts: a yield, or a finished worker,
-//! whose successor in the ready queue needs no copying switches straight to it
-//! (`switch_direct`, `finish_direct`), doing the loop's bookkeeping itself.
+//! occupant of the shared stack (`slicing.rs`). The shortcuts: a yield, a finished worker, or
+//! the main greenlet parking, whose successor in the ready queue needs no copying switches
+//! straight to it (`switch_direct`, `finish_direct`, `park_main`), doing the loop's bookkeeping
+//! itself.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -84,6 +85,10 @@ impl Hub {
     }
 
     /// [`park`](Self::park) once the caller is known to be a greenlet.
+    ///
+    /// Always inlined: out of line (which the branch to `park_main` made the compiler choose) its
+    /// frame joined every parked worker's slice (+48 B in `sleep`, +64 B in `Event::wait`).
+    #[inline(always)]
     fn park_core(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) -> Wake {
         if core.kill.get() || std::thread::panicking() {
             return self.interrupt(core);
@@ -94,8 +99,34 @@ impl Hub {
         // `on` is not kept across the switch: `arm_park` stores it in the core (`waiting_on`),
         // where `end_park` finds it for a deadlock report.
         self.arm_park(core, on, deadline);
-        self.switch_to_hub(core);
+        if core.kind == Kind::Main {
+            self.park_main(core);
+        } else {
+            self.switch_to_hub(core);
+        }
         self.end_park(core)
+    }
+
+    /// The main greenlet's switch away from a park: straight to the next ready greenlet when
+    /// the hub is in its ready loop and resuming that one copies nothing — including a fresh
+    /// worker entered in a free region (main runs on no region) — else to the hub. Only main:
+    /// this frame stays on the parked stack, and main's is never copied, while a worker's frames
+    /// are what a parked worker costs.
+    #[inline(never)]
+    fn park_main(&self, core: &Core) {
+        let budget = self.budget.get();
+        if budget > 0 && self.direct_allowed() {
+            if let Some(next) = self.direct_successor(true) {
+                // What `entered_hub` does for a greenlet that parked: drop the running handle
+                // (main is owned by `Hub::main` as well, so it is never the last).
+                drop(self.running.take());
+                // SAFETY: `core.sp` is a cell of main's core, owned by `Hub::main`; `next` was
+                // just checked with budget > 0 (invariants 1, 3, 9).
+                unsafe { self.enter_successor(next, budget, core.sp.as_ptr()) };
+                return;
+            }
+        }
+        self.switch_to_hub(core);
     }
 
     /// Starts a park: the timer for the nearest of `deadline` and the enclosing timeout scopes'
@@ -278,7 +309,8 @@ impl Hub {
         if !self.direct_allowed() {
             return false;
         }
-        let Some(next) = self.direct_successor() else {
+        // A yielding worker occupies its region, so that one is not free: fresh workers too.
+        let Some(next) = self.direct_successor(true) else {
             return false;
         };
         #[cfg(debug_assertions)]
@@ -314,13 +346,19 @@ impl Hub {
     /// nothing: it is Ready (not a stale entry the loop skips) and main or the occupant of its
     /// region (then its resume is recorded, as `make_occupant` does). `None` if a slice copy, a
     /// fresh frame or a region is needed: only the hub context does those (invariant 8).
+    ///
+    /// With `fresh`, a worker that has never run is entered too when a free region is at hand
+    /// (`enter_fresh_in_place`); not for a caller that may run on a free region itself.
     #[inline(always)]
-    fn direct_successor(&self) -> Option<*const Core> {
+    fn direct_successor(&self, fresh: bool) -> Option<*const Core> {
         let next = self.ready.front_core()?;
         // SAFETY: the ready queue owns the handle `next` was read from (invariant 9); nothing here
         // drops it.
         let n = unsafe { &*next };
-        let ok = n.state() == State::Ready && (n.kind == Kind::Main || self.enter_in_place(n));
+        let ok = n.state() == State::Ready
+            && (n.kind == Kind::Main
+                || self.enter_in_place(n)
+                || (fresh && self.enter_fresh_in_place(n)));
         ok.then_some(next)
     }
 
@@ -383,8 +421,9 @@ impl Hub {
         // its spans are none, so freeing it runs no user code, and nothing below touches it.
         drop(task);
         let budget = self.budget.get();
+        // Not `fresh`: our own region may be the free one it would be given.
         let next = if budget > 0 {
-            self.direct_successor()
+            self.direct_successor(false)
         } else {
             None
         };

@@ -59,13 +59,7 @@ impl Hub {
     /// out and `core`'s worker in.
     #[inline(never)]
     fn evict_and_enter(&self, core: &Core) {
-        if core.region.get() == NO_REGION {
-            let exclusive = core.exclusive.get() || self.all_exclusive;
-            match self.stacks.assign(exclusive, self.counters.switches.get()) {
-                Ok((i, _guard)) => core.region.set(i),
-                Err(e) => panic!("greenhub: no stack region for {}: {e}", core.describe()),
-            }
-        }
+        self.bind(core);
         let regions = self.stacks.regions();
         let r = &regions[core.region.get() as usize];
         r.last_resume.set(self.counters.switches.get());
@@ -101,6 +95,46 @@ impl Hub {
             core.started.set(true);
         }
         r.occupant_core.set(core);
+    }
+
+    /// Binds a worker that has never run to a stack region (`stacks.rs`'s policy), if it is not
+    /// bound yet.
+    ///
+    /// # Panics
+    /// If no region can be had (see `Stacks::assign`).
+    fn bind(&self, core: &Core) {
+        if core.region.get() == NO_REGION {
+            let exclusive = core.exclusive.get() || self.all_exclusive;
+            match self.stacks.assign(exclusive, self.counters.switches.get()) {
+                Ok((i, _guard)) => core.region.set(i),
+                Err(e) => panic!("greenhub: no stack region for {}: {e}", core.describe()),
+            }
+        }
+    }
+
+    /// `make_occupant` for a worker that has never run, when a free region is at hand: binds it
+    /// there, writes its fresh frame and makes it the occupant, copying nothing, and returns
+    /// true; changes nothing and returns false without a free region. Any context but one
+    /// running on a free region may call it (the direct switches do, from a greenlet; a
+    /// finished worker, whose region may be free again, must not).
+    pub(super) fn enter_fresh_in_place(&self, core: &Core) -> bool {
+        if core.started.get() || core.region.get() != NO_REGION || !self.stacks.has_free() {
+            return false;
+        }
+        self.bind(core); // from the free list: cannot fail, maps nothing
+        let regions = self.stacks.regions();
+        let r = &regions[core.region.get() as usize];
+        debug_assert!(r.occupant().is_none(), "a free region has an occupant");
+        r.last_resume.set(self.counters.switches.get());
+        self.running_guard.set(r.guard);
+        // SAFETY: `top` is 64-byte aligned below the region's page-aligned top; the region was
+        // free (nobody bound to it, so no occupant's bytes and nobody running there: the caller
+        // does not run on a free region), so the frame overwrites nothing in use (invariant 8).
+        core.sp
+            .set(unsafe { arch::init_frame(r.top, WORKER_ENTRY, 0) });
+        core.started.set(true);
+        r.occupant_core.set(core);
+        true
     }
 
     /// A finished worker leaves its region: its bytes there are dead (nothing needs saving), and

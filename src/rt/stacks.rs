@@ -270,6 +270,12 @@ impl Stacks {
         Ok((i, r.guard))
     }
 
+    /// Whether `assign` would take a free region (its fast path: no mapping, no sharing).
+    #[inline(always)]
+    pub(super) fn has_free(&self) -> bool {
+        !self.free.borrow().is_empty()
+    }
+
     /// Steps 1 (exclusive, nothing free), 3, 4 and 5 of the policy.
     #[cold]
     #[inline(never)]
