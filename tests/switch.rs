@@ -102,6 +102,31 @@ fn stack_data_intact_across_heavy_interleaving() {
 }
 
 #[test]
+fn spawn_and_join_from_main_is_two_switches() {
+    // On a fresh thread (main is the thread's own stack). Main's park in `join` enters the new
+    // worker in a free region itself, and the finished worker retires itself and switches
+    // straight back to main: no trip through the hub in the steady state (the hub still runs
+    // every BUDGET resumes, and for the very first park).
+    std::thread::spawn(|| {
+        hub::spawn(|| ()).join().unwrap(); // warm up: the hub context runs, a region is free
+        const N: u64 = 1000;
+        let before = hub::stats();
+        for i in 0..N {
+            assert_eq!(hub::spawn(move || i).join().unwrap(), i);
+        }
+        let after = hub::stats();
+        let switches = after.switches - before.switches;
+        assert!(
+            switches <= 2 * N + 2 * N / 30 + 4,
+            "{switches} switches for {N} spawn + join (two each, plus the hub's turns)"
+        );
+        assert_eq!(after.bytes_copied, before.bytes_copied, "nothing is copied");
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn resuming_the_occupant_copies_nothing() {
     // On a fresh thread, outside hub::run, so this code is the thread's main greenlet (never
     // copied). One worker and main take turns: every yield really switches (the other side is
