@@ -222,6 +222,13 @@ impl Core {
         self.cold.get_or_init(Box::default)
     }
 
+    /// Whether the cold fields were allocated (a name, greenlet-locals, spans, a second joiner,
+    /// a timeout scope).
+    #[inline(always)]
+    pub(crate) fn has_cold(&self) -> bool {
+        self.cold.get().is_some()
+    }
+
     /// The cold fields if allocated.
     #[inline(always)]
     pub(crate) fn cold_if_any(&self) -> Option<&Cold> {
