@@ -68,22 +68,21 @@ greenhub_v0_switch:
     stmxcsr [rsp]                       # MXCSR -> sp+0
     fnstcw [rsp + 4]                    # x87 control word -> sp+4
     # State: the whole frame above is on the outgoing stack; CFA = rsp+64.
+    # Loading MXCSR and the x87 control word costs tens of cycles, and almost every switch finds
+    # them equal, so they are loaded only when a control bit differs. Both float-control words
+    # are compared at once, as one quadword of each frame: MXCSR in bits 0-31, the control word
+    # in bits 32-47, two bytes nobody writes in bits 48-63 (masked out). MXCSR bits 0-5 are
+    # exception status flags, which the ABI does not preserve across calls, so they are masked
+    # out too (0xFFC0: DAZ, exception masks, rounding control, FZ).
+    mov rcx, [rsi]                      # the incoming frame's float control
+    xor rcx, [rsp]                      # bits that differ from the current (just stored) one
+    movabs rax, 0x0000FFFF0000FFC0      # the control bits of both words (rax is set again below)
     mov [rdi], rsp                      # publish the outgoing context's stack pointer
-    mov r8, rsp                         # keep the outgoing frame's address for the comparison below
     mov rsp, rsi                        # the switch: from here on we are on the incoming stack
     # State: rsp -> the incoming context's saved frame (same layout); CFA = rsp+64;
-    # r8 -> the outgoing frame, whose float control is what the CPU holds right now.
-    # Loading MXCSR and the x87 control word costs tens of cycles, and almost every switch finds
-    # them equal, so load them only when a control bit differs. MXCSR bits 0-5 are exception
-    # status flags, which the ABI does not preserve across calls, so they are left out (mask
-    # 0xFFC0: DAZ, exception masks, rounding control, FZ).
-    mov ecx, [rsp]                      # incoming MXCSR
-    xor ecx, [r8]                       # bits that differ from the current MXCSR
-    test ecx, 0xFFC0                    # any control bit?
+    # rcx = the float-control bits that differ from what the CPU holds, before masking.
+    test rcx, rax                       # any control bit differs?
     jnz 2f                              # yes: load both
-    movzx ecx, word ptr [rsp + 4]       # incoming x87 control word
-    cmp cx, word ptr [r8 + 4]           # the same as the current one?
-    jne 2f                              # no: load both
 1:
     add rsp, 8                          # drop the float-control slot
     .cfi_adjust_cfa_offset -8

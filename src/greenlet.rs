@@ -93,6 +93,21 @@ impl<F: FnOnce() -> T, T> TaskCell<F, T> {
     /// Records how the closure ended, on the greenlet's own stack.
     #[inline(never)]
     fn finish_run(&self, core: &Core, result: Result<T, Box<dyn Any + Send>>) {
+        // The common end: a value, somebody may join, and no cold fields (so no greenlet-locals
+        // to drop): just keep the value.
+        let result = match result {
+            Ok(v) if !core.detached.get() && !core.has_cold() => {
+                self.stage.set(Stage::Value(v));
+                return;
+            }
+            r => r,
+        };
+        self.finish_other_run(core, result);
+    }
+
+    /// `finish_run` for a panic, a kill, a detached greenlet or one with cold fields.
+    #[inline(never)]
+    fn finish_other_run(&self, core: &Core, result: Result<T, Box<dyn Any + Send>>) {
         let mut outcome = match result {
             Ok(v) => Ok(v),
             Err(p) if p.is::<KillSignal>() => Err(GreenletError::Killed),

@@ -197,6 +197,34 @@ fn hub_run_returns_when_a_greenlet_catches_every_kill() {
     );
 }
 
+#[test]
+fn a_region_whose_occupant_was_abandoned_is_reused_safely() {
+    // The survivor of `hub::run`'s kill rounds is abandoned while it occupies the only region;
+    // its control block is freed once its last handle goes. The region must stop naming it,
+    // or the next greenlet bound there would save the slice of freed memory.
+    const NAME: &str = "a_region_whose_occupant_was_abandoned_is_reused_safely";
+    if is_child(NAME) {
+        hub::Config::new().max_stacks(1).install().unwrap();
+        hub::run(|| {
+            hub::spawn(|| loop {
+                let _ = panic::catch_unwind(|| hub::sleep(Duration::from_millis(1)));
+            });
+            hub::yield_now();
+        });
+        hub::run(|| {
+            for i in 0..50u64 {
+                let g = hub::spawn(move || {
+                    hub::sleep(Duration::from_micros(10));
+                    i
+                });
+                assert_eq!(g.join().unwrap(), i);
+            }
+        });
+        return;
+    }
+    assert_child_ok(&run_child(NAME, &[], BOUND));
+}
+
 // ---- item 6: killed delayed greenlets were held until their deadline ------------------------
 
 #[test]

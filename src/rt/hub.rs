@@ -56,6 +56,9 @@ pub(crate) struct Hub {
     pub(super) hub_stack: Stack,
     /// The hub context's saved stack pointer while a greenlet runs.
     pub(super) hub_sp: Cell<*mut u8>,
+    /// Where a finished worker that leaves its stack for good stores its stack pointer (never
+    /// read: nothing switches back to it; its own cell may be freed by then).
+    pub(super) dead_sp: Cell<*mut u8>,
     /// The thread's main greenlet.
     pub(super) main: TaskRef,
     /// Core of the running greenlet; null while the hub context runs. Points into the task owned
@@ -205,6 +208,7 @@ impl Hub {
             all_exclusive: settings.exclusive_stacks,
             hub_stack,
             hub_sp: Cell::new(hub_sp),
+            dead_sp: Cell::new(ptr::null_mut()),
             current: Cell::new(main.core()),
             running_guard: Cell::new(0),
             running: Cell::new(Some(main.clone())),
@@ -242,9 +246,10 @@ impl Hub {
     /// A clone of the running greenlet's task.
     #[track_caller]
     pub(crate) fn running_task(&self) -> TaskRef {
-        // SAFETY: `running` is written only by `resume` and `entered_hub`, in the hub context, never
-        // while this shared borrow lives: cloning an `Rc` runs no code that could switch or reach
-        // the hub (invariant 5: one thread).
+        // SAFETY: `running` is written only at the switch sites (`resume` and `entered_hub` in the
+        // hub context, `switch_direct` just before it switches), never while this shared borrow
+        // lives: cloning a `TaskRef` runs no code that could switch or reach the hub (invariant 5:
+        // one thread).
         let running = unsafe { &*self.running.as_ptr() };
         match running {
             Some(t) => t.clone(),
@@ -341,11 +346,7 @@ fn in_hub_panic(doing: &str) -> ! {
 extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
     // Panics are caught inside `run` (invariant 3), so nothing unwinds into the trampoline.
     run_running();
-    let hub = current_hub();
-    let core = hub.current_core("finish");
-    core.finish();
-    hub.switch_to_hub(core);
-    unreachable!("greenhub: a finished greenlet was resumed");
+    current_hub().finish_running()
 }
 
 /// Runs the running worker's closure. Holds nothing across the call (the body's `run` can be a
@@ -353,8 +354,8 @@ extern "C" fn worker_entry(_value: usize, _arg: usize) -> ! {
 #[inline(never)]
 fn run_running() {
     let hub = current_hub();
-    // SAFETY: `running` is written only in the hub context (`resume`, `entered_hub`); while this
-    // worker runs it holds this worker's task. The task itself stays alive until the worker has
+    // SAFETY: `running` is written only at the switch sites (`resume`, `entered_hub`,
+    // `switch_direct`); while this worker runs it holds this worker's task. The task itself stays alive until the worker has
     // finished and switched away for good: `live` owns every unfinished worker and `retire`
     // removes it only after that (invariant 9), so the reference outlives the call.
     let task: &TaskHead = match unsafe { &*hub.running.as_ptr() } {

@@ -53,7 +53,7 @@
 //!    (debug-asserted).
 //! 9. **Ownership while suspended.** Every unfinished worker is owned by `Hub::live`, the running
 //!    context by `Hub::running`, the main greenlet by `Hub::main`; so the [`Core`] a raw pointer
-//!    names is alive whenever it is dereferenced.
+//!    names (`Hub::current`, a region's occupant) is alive whenever it is dereferenced.
 //!
 //! The overflow handler's own invariants (O1–O3) are at the top of `guard.rs`.
 

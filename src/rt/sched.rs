@@ -14,9 +14,12 @@
 //! }
 //! ```
 //!
-//! A switch is always greenlet → hub → greenlet: [`Hub::switch_to_hub`] from a greenlet that
-//! blocks, yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it
-//! the occupant of the shared stack (`slicing.rs`).
+//! A switch is greenlet → hub → greenlet: [`Hub::switch_to_hub`] from a greenlet that blocks,
+//! yields or finishes, and `Hub::resume` from the loop. Resuming a worker first makes it the
+//! occupant of the shared stack (`slicing.rs`). The shortcuts: a yield, a finished worker, or
+//! the main greenlet parking, whose successor in the ready queue needs no copying switches
+//! straight to it (`switch_direct`, `finish_direct`, `park_main`), doing the loop's bookkeeping
+//! itself.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -82,6 +85,10 @@ impl Hub {
     }
 
     /// [`park`](Self::park) once the caller is known to be a greenlet.
+    ///
+    /// Always inlined: out of line (which the branch to `park_main` made the compiler choose) its
+    /// frame joined every parked worker's slice (+48 B in `sleep`, +64 B in `Event::wait`).
+    #[inline(always)]
     fn park_core(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) -> Wake {
         if core.kill.get() || std::thread::panicking() {
             return self.interrupt(core);
@@ -92,8 +99,34 @@ impl Hub {
         // `on` is not kept across the switch: `arm_park` stores it in the core (`waiting_on`),
         // where `end_park` finds it for a deadlock report.
         self.arm_park(core, on, deadline);
-        self.switch_to_hub(core);
+        if core.kind == Kind::Main {
+            self.park_main(core);
+        } else {
+            self.switch_to_hub(core);
+        }
         self.end_park(core)
+    }
+
+    /// The main greenlet's switch away from a park: straight to the next ready greenlet when
+    /// the hub is in its ready loop and resuming that one copies nothing — including a fresh
+    /// worker entered in a free region (main runs on no region) — else to the hub. Only main:
+    /// this frame stays on the parked stack, and main's is never copied, while a worker's frames
+    /// are what a parked worker costs.
+    #[inline(never)]
+    fn park_main(&self, core: &Core) {
+        let budget = self.budget.get();
+        if budget > 0 && self.direct_allowed() {
+            if let Some(next) = self.direct_successor(true) {
+                // What `entered_hub` does for a greenlet that parked: drop the running handle
+                // (main is owned by `Hub::main` as well, so it is never the last).
+                drop(self.running.take());
+                // SAFETY: `core.sp` is a cell of main's core, owned by `Hub::main`; `next` was
+                // just checked with budget > 0 (invariants 1, 3, 9).
+                unsafe { self.enter_successor(next, budget, core.sp.as_ptr()) };
+                return;
+            }
+        }
+        self.switch_to_hub(core);
     }
 
     /// Starts a park: the timer for the nearest of `deadline` and the enclosing timeout scopes'
@@ -101,6 +134,24 @@ impl Hub {
     /// the core (`timed`, `by_scope`), not in the parked frame.
     #[inline(never)]
     fn arm_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) {
+        if deadline.is_none() && core.cold_if_any().is_none() {
+            // The common park (a join, a wait on an event or a socket): no deadline, and no
+            // cold fields, so no timeout scope either. Nothing to arm, so this stays a leaf
+            // without the timer path's register saves. `timed` and `by_scope` as below
+            // without a timer (a `spawn_later` start leaves `timed` set).
+            core.timed.set(false);
+            core.by_scope.set(false);
+            core.park();
+            core.waiting_on.set(on);
+            core.wake.set(Wake::Woken);
+            return;
+        }
+        self.arm_timed_park(core, on, deadline);
+    }
+
+    /// `arm_park` with a deadline or timeout scopes to consider.
+    #[inline(never)]
+    fn arm_timed_park(&self, core: &Core, on: WaitOn, deadline: Option<Instant>) {
         let gen = core.gen.get();
         // Timeout scopes: the earliest enclosing scope deadline bounds this park too. `by_scope`
         // remembers that it, not the caller's own deadline, is the one the timer carries (ties go
@@ -128,6 +179,19 @@ impl Hub {
     /// into the caller's answer.
     #[inline(never)]
     fn end_park(&self, core: &Core) -> Wake {
+        if !core.timed.get() && !core.kill.get() && core.wake.get() == Wake::Woken {
+            // Woken, with no timer to forget and no kill or deadlock to report: a leaf, as in
+            // `arm_park`.
+            core.gen.set(core.gen.get().wrapping_add(1));
+            core.waiting_on.set(WaitOn::Nothing);
+            return Wake::Woken;
+        }
+        self.end_other_park(core)
+    }
+
+    /// `end_park` for a park that armed a timer, or ended otherwise than by a waiter.
+    #[inline(never)]
+    fn end_other_park(&self, core: &Core) -> Wake {
         core.gen.set(core.gen.get().wrapping_add(1));
         let on = core.waiting_on.replace(WaitOn::Nothing);
         let wake = core.wake.get();
@@ -212,13 +276,174 @@ impl Hub {
         // resume it, copying nothing. So skip both switches and charge the resume to the budget:
         // I/O and timers still get their turn after BUDGET resumes, exactly as on the slow path.
         let budget = self.budget.get();
-        if budget > 0 && self.ready.is_empty() && self.callbacks.borrow().is_empty() {
-            self.budget.set(budget - 1);
-            return;
+        if budget > 0 {
+            if self.ready.is_empty() {
+                if self.callbacks.borrow().is_empty() {
+                    self.budget.set(budget - 1);
+                    return;
+                }
+            } else if self.switch_direct(core, budget) {
+                return;
+            }
         }
         core.make_ready();
         self.requeue.set(true);
         self.switch_to_hub(core);
+    }
+
+    /// The direct path of `give_turn`: with `budget` resumes left in the hub's current iteration
+    /// and another greenlet at the front of the ready queue, the hub would put the yielding
+    /// greenlet at the back, pop that one, charge the budget and resume it. When resuming it
+    /// copies nothing (it is main, or the occupant of its region), do exactly that here and
+    /// switch straight to it: one switch instead of two, and the hub's loop is none the wiser
+    /// (it finds `running`/`current` naming whoever switches to it next). Returns false, having
+    /// changed nothing, when the hub must do it: the front greenlet needs a copy, a fresh frame
+    /// or a region (only the hub context slices, invariant 8), is not ready (a stale entry the
+    /// loop skips), or a monitor or a tracing dispatcher wants the switch hooks run in the hub
+    /// context.
+    ///
+    /// Inlined into `yield_now` (no park reaches it, so parked greenlets' frames do not carry
+    /// it): out of line it cost a call and a second set of register saves, and its own frame
+    /// made a yielding greenlet's slice 32 B larger (496 vs 464 B with a live `[u8; 256]`).
+    #[inline(always)]
+    fn switch_direct(&self, core: &Core, budget: usize) -> bool {
+        if !self.direct_allowed() {
+            return false;
+        }
+        // A yielding worker occupies its region, so that one is not free: fresh workers too.
+        let Some(next) = self.direct_successor(true) else {
+            return false;
+        };
+        #[cfg(debug_assertions)]
+        if core.kind == Kind::Worker {
+            let here = arch::approximate_sp();
+            debug_assert!(
+                self.in_own_region(core, here),
+                "greenhub: {} is running off its stack region ({here:#x})",
+                core.describe()
+            );
+        }
+        // From here on, what `entered_hub` and the loop would do, in their order.
+        let Some(me) = self.running.take() else {
+            no_running()
+        };
+        core.make_ready();
+        self.ready.push(me); // behind `next`, which stays at the front
+        // SAFETY: `core.sp` is a cell of the yielding greenlet's core, which the ready queue now
+        // owns (or `main`), so it outlives the switch back; `next` was just checked by
+        // `direct_successor` and is still at the front (invariants 1, 3, 9).
+        unsafe { self.enter_successor(next, budget, core.sp.as_ptr()) };
+        true
+    }
+
+    /// Whether a greenlet may switch straight to another one: not while a monitor or a tracing
+    /// dispatcher wants the switch hooks run in the hub context.
+    #[inline(always)]
+    fn direct_allowed(&self) -> bool {
+        self.beacon.get().is_none() && !tracing::dispatcher::has_been_set()
+    }
+
+    /// The front of the ready queue, if the loop would resume it next and resuming it copies
+    /// nothing: it is Ready (not a stale entry the loop skips) and main or the occupant of its
+    /// region (then its resume is recorded, as `make_occupant` does). `None` if a slice copy, a
+    /// fresh frame or a region is needed: only the hub context does those (invariant 8).
+    ///
+    /// With `fresh`, a worker that has never run is entered too when a free region is at hand
+    /// (`enter_fresh_in_place`); not for a caller that may run on a free region itself.
+    #[inline(always)]
+    fn direct_successor(&self, fresh: bool) -> Option<*const Core> {
+        let next = self.ready.front_core()?;
+        // SAFETY: the ready queue owns the handle `next` was read from (invariant 9); nothing here
+        // drops it.
+        let n = unsafe { &*next };
+        let ok = n.state() == State::Ready
+            && (n.kind == Kind::Main
+                || self.enter_in_place(n)
+                || (fresh && self.enter_fresh_in_place(n)));
+        ok.then_some(next)
+    }
+
+    /// Resumes `next`, the front of the ready queue, as the loop would (pops it, charges the
+    /// `budget` of the iteration, marks it running, publishes it in `running`/`current`), and
+    /// switches to it from the running context, whose stack pointer goes to `*save_sp`.
+    ///
+    /// # Safety
+    /// `next` was returned by `direct_successor` with nothing changed in the queue's front since,
+    /// `budget` is the hub's current budget (non-zero), and `save_sp` is valid for a write and
+    /// stays so until the switch back reads it (or forever, if nothing ever switches back).
+    #[inline(always)]
+    unsafe fn enter_successor(&self, next: *const Core, budget: usize, save_sp: *mut *mut u8) {
+        let Some(task) = self.ready.pop() else {
+            unreachable!("greenhub: the ready queue emptied under a direct switch")
+        };
+        debug_assert!(ptr::eq(task.core(), next));
+        let n = task.core();
+        self.budget.set(budget - 1);
+        n.run();
+        let sp = n.sp.get();
+        self.running.set(Some(task));
+        self.current.set(next);
+        add(&self.counters.switches, 1);
+        // SAFETY: `save_sp` is the caller's to vouch for. `sp` was stored by `next`'s last switch
+        // and its bytes are in place: it is main (its own stack, never copied) or the occupant
+        // of its region (`direct_successor`), which is not the region we run on (we occupy ours,
+        // or left it for good, and `next` was Ready while we ran). Nothing is copied, so
+        // invariant 8 holds; nothing unwinds across the switch; `running` owns `next` now
+        // (invariants 1, 3, 9).
+        unsafe { arch::switch(save_sp, sp, 0) };
+    }
+
+    /// The end of a worker whose closure is done (called by its entry, on its own stack): marks
+    /// it finished and leaves its stack for good. Without a monitor or a tracing dispatcher it
+    /// retires itself here — what the hub would do on its arrival — and switches straight to the
+    /// next ready greenlet when that copies nothing (else to the hub): one switch instead of
+    /// two. Its region is unbound by then, which is fine: nothing runs there before the switch,
+    /// and the next occupant is made by the hub after it.
+    pub(super) fn finish_running(&self) -> ! {
+        let core = self.current_core("finish");
+        core.finish();
+        if self.direct_allowed() {
+            self.finish_direct();
+        }
+        self.switch_to_hub(core);
+        unreachable!("greenhub: a finished greenlet was resumed");
+    }
+
+    /// `finish_running`'s direct path. Takes no `&Core`: dropping the running handle below may
+    /// free the control block.
+    #[inline(never)]
+    fn finish_direct(&self) -> ! {
+        let Some(task) = self.running.take() else {
+            no_running()
+        };
+        self.retire(&task);
+        // Possibly the last handle (a detached greenlet): its closure and outcome are gone
+        // already (`TaskCell::run` dropped an outcome nobody will take), and with no dispatcher
+        // its spans are none, so freeing it runs no user code, and nothing below touches it.
+        drop(task);
+        let budget = self.budget.get();
+        // Not `fresh`: our own region may be the free one it would be given.
+        let next = if budget > 0 {
+            self.direct_successor(false)
+        } else {
+            None
+        };
+        match next {
+            // SAFETY: `next` was just checked, with budget > 0; the finished greenlet's stack
+            // pointer goes to a cell of the hub, which lives on (invariant 7), and is never read
+            // back: nothing switches to a finished greenlet.
+            Some(next) => unsafe { self.enter_successor(next, budget, self.dead_sp.as_ptr()) },
+            None => {
+                // The hub's arrival bookkeeping finds nobody to requeue or retire.
+                self.current.set(ptr::null());
+                add(&self.counters.switches, 1);
+                // SAFETY: as in `enter_successor` for the saved stack pointer; `hub_sp` was
+                // stored by the hub context's own last switch, on a stack that is never copied
+                // (invariants 1, 3, 7, 8).
+                unsafe { arch::switch(self.dead_sp.as_ptr(), self.hub_sp.get(), 0) };
+            }
+        }
+        unreachable!("greenhub: a finished greenlet was resumed");
     }
 
     /// Wakes `w`'s greenlet if it is still in the park `w` was made for; returns whether it did.
@@ -329,10 +554,21 @@ impl Hub {
         );
         add(&self.counters.finished, 1);
         let (first, more) = core.take_joiners();
-        for w in first.into_iter().chain(more) {
+        if let Some(w) = first {
             self.wake_owned(w, Wake::Woken);
         }
+        if more {
+            self.wake_more_joiners(core);
+        }
         drop(removed);
+    }
+
+    /// The rest of `retire`'s wake-ups: the joiners after the first.
+    #[inline(never)]
+    fn wake_more_joiners(&self, core: &Core) {
+        for w in core.take_more_joiners() {
+            self.wake_owned(w, Wake::Woken);
+        }
     }
 
     /// Makes `task` (a worker) the occupant of the shared stack, evicting and restoring slices as
@@ -343,7 +579,7 @@ impl Hub {
         // which keeps it alive until we take it back out below (invariant 9).
         let c = unsafe { &*core };
         if c.kind == Kind::Worker {
-            self.make_occupant(&task, c);
+            self.make_occupant(c);
         }
         c.run();
         let sp = c.sp.get();
@@ -563,6 +799,13 @@ impl ReadyQueue {
         unsafe { (*self.0.get()).push_back(task) }
     }
 
+    /// The core of the greenlet at the front, without taking it.
+    #[inline(always)]
+    pub(super) fn front_core(&self) -> Option<*const Core> {
+        // SAFETY: as in `push`; a shared read.
+        unsafe { (*self.0.get()).front() }.map(|t| t.core() as *const Core)
+    }
+
     #[inline(always)]
     pub(super) fn pop(&self) -> Option<TaskRef> {
         // SAFETY: as in `push`: `pop_front` moves the handle out, dropping nothing.
@@ -595,6 +838,12 @@ pub(crate) enum Start {
     At(Instant),
     /// Never by itself: the delay does not fit in an `Instant` (only a kill ends it).
     Never,
+}
+
+#[cold]
+#[inline(never)]
+fn no_running() -> ! {
+    unreachable!("greenhub: a greenlet runs but the hub does not hold its handle")
 }
 
 #[cold]

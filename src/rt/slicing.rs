@@ -22,52 +22,58 @@ use std::time::Instant;
 
 use super::hub::{Hub, WORKER_ENTRY};
 use super::stats::{add, size_bucket};
-use super::task::{Core, TaskRef, NO_REGION};
+use super::task::{Core, NO_REGION};
 use crate::sys::switch as arch;
 
 impl Hub {
     /// Makes `task` (a worker) the occupant of its stack region — binding it to one first if it
     /// has never run — evicting and restoring slices as needed. Runs on the hub's stack.
     #[inline]
-    pub(super) fn make_occupant(&self, task: &TaskRef, core: &Core) {
-        let i = core.region.get();
-        if i != NO_REGION {
-            let regions = self.stacks.regions();
-            let r = &regions[i as usize];
-            r.last_resume.set(self.counters.switches.get());
-            self.running_guard.set(r.guard);
-            if ptr::eq(r.occupant_core.get(), core) {
-                return; // the lazy path: its bytes are still in place
-            }
+    pub(super) fn make_occupant(&self, core: &Core) {
+        if !self.enter_in_place(core) {
+            self.evict_and_enter(core);
         }
-        self.evict_and_enter(task, core);
+    }
+
+    /// The lazy path of `make_occupant`: if worker `core` is the occupant of its region (its
+    /// bytes are still in place), records the resume (the region's clock, the guard page the
+    /// overflow handler reads) and returns true; otherwise changes nothing and returns false.
+    /// Copies nothing, so any context may call it (the direct yield does, from a greenlet).
+    #[inline(always)]
+    pub(super) fn enter_in_place(&self, core: &Core) -> bool {
+        let i = core.region.get();
+        if i == NO_REGION {
+            return false;
+        }
+        let regions = self.stacks.regions();
+        let r = &regions[i as usize];
+        if !ptr::eq(r.occupant_core.get(), core) {
+            return false;
+        }
+        r.last_resume.set(self.counters.switches.get());
+        self.running_guard.set(r.guard);
+        true
     }
 
     /// The slow path of `make_occupant`: bind a new worker to a region, copy the region's occupant
-    /// out and `task` in.
+    /// out and `core`'s worker in.
     #[inline(never)]
-    fn evict_and_enter(&self, task: &TaskRef, core: &Core) {
-        if core.region.get() == NO_REGION {
-            let exclusive = core.exclusive.get() || self.all_exclusive;
-            match self.stacks.assign(exclusive, self.counters.switches.get()) {
-                Ok((i, _guard)) => core.region.set(i),
-                Err(e) => panic!("greenhub: no stack region for {}: {e}", core.describe()),
-            }
-        }
+    fn evict_and_enter(&self, core: &Core) {
+        self.bind(core);
         let regions = self.stacks.regions();
         let r = &regions[core.region.get() as usize];
+        r.last_resume.set(self.counters.switches.get());
         self.running_guard.set(r.guard);
         let top = r.top;
-        let evicted = r.occupant.take();
-        if let Some(old) = &evicted {
-            let oc = old.core();
+        if let Some(oc) = r.occupant() {
             debug_assert!(
                 !oc.is_finished(),
                 "a finished greenlet still occupies the stack"
             );
             debug_assert!(r.contains(oc.sp.get() as usize));
-            // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
-            // of this region, and we run on the hub's stack (invariants 1 and 8).
+            // SAFETY: the occupant is suspended (only the hub context runs) and alive (`live`
+            // owns it, invariant 9), its live slice is [sp, top) of this region, and we run on
+            // the hub's stack (invariants 1 and 8).
             let n = unsafe { oc.slice.save(oc.sp.get(), top) };
             add(&self.counters.slice_saves, 1);
             add(&self.counters.slice_sizes[size_bucket(n)], 1);
@@ -88,10 +94,47 @@ impl Hub {
                 .set(unsafe { arch::init_frame(top, WORKER_ENTRY, 0) });
             core.started.set(true);
         }
-        r.occupant.set(Some(task.clone()));
         r.occupant_core.set(core);
-        drop(regions);
-        drop(evicted); // after the borrow: it is suspended and owned by `live`, so never the last
+    }
+
+    /// Binds a worker that has never run to a stack region (`stacks.rs`'s policy), if it is not
+    /// bound yet.
+    ///
+    /// # Panics
+    /// If no region can be had (see `Stacks::assign`).
+    fn bind(&self, core: &Core) {
+        if core.region.get() == NO_REGION {
+            let exclusive = core.exclusive.get() || self.all_exclusive;
+            match self.stacks.assign(exclusive, self.counters.switches.get()) {
+                Ok((i, _guard)) => core.region.set(i),
+                Err(e) => panic!("greenhub: no stack region for {}: {e}", core.describe()),
+            }
+        }
+    }
+
+    /// `make_occupant` for a worker that has never run, when a free region is at hand: binds it
+    /// there, writes its fresh frame and makes it the occupant, copying nothing, and returns
+    /// true; changes nothing and returns false without a free region. Any context but one
+    /// running on a free region may call it (the direct switches do, from a greenlet; a
+    /// finished worker, whose region may be free again, must not).
+    pub(super) fn enter_fresh_in_place(&self, core: &Core) -> bool {
+        if core.started.get() || core.region.get() != NO_REGION || !self.stacks.has_free() {
+            return false;
+        }
+        self.bind(core); // from the free list: cannot fail, maps nothing
+        let regions = self.stacks.regions();
+        let r = &regions[core.region.get() as usize];
+        debug_assert!(r.occupant().is_none(), "a free region has an occupant");
+        r.last_resume.set(self.counters.switches.get());
+        self.running_guard.set(r.guard);
+        // SAFETY: `top` is 64-byte aligned below the region's page-aligned top; the region was
+        // free (nobody bound to it, so no occupant's bytes and nobody running there: the caller
+        // does not run on a free region), so the frame overwrites nothing in use (invariant 8).
+        core.sp
+            .set(unsafe { arch::init_frame(r.top, WORKER_ENTRY, 0) });
+        core.started.set(true);
+        r.occupant_core.set(core);
+        true
     }
 
     /// A finished worker leaves its region: its bytes there are dead (nothing needs saving), and
@@ -99,7 +142,18 @@ impl Hub {
     pub(super) fn leave_region(&self, core: &Core) {
         let i = core.region.get();
         if i != NO_REGION {
-            drop(self.stacks.unbind(i, core));
+            self.stacks.unbind(i, core);
+        }
+    }
+
+    /// An abandoned worker (it will never run again) stops being its region's occupant, so the
+    /// region stops naming a control block nobody may own any more; it stays bound (an
+    /// exclusive region is still given to nobody else), as an abandoned greenlet's region always
+    /// did. Its bytes there are dead.
+    pub(super) fn vacate_region(&self, core: &Core) {
+        let i = core.region.get();
+        if i != NO_REGION {
+            self.stacks.vacate(i, core);
         }
     }
 
@@ -112,17 +166,16 @@ impl Hub {
         else {
             return;
         };
-        let evicted = self.stacks.evict_cold(threshold, |r, old| {
-            let oc = old.core();
+        self.stacks.evict_cold(threshold, |r, oc| {
             debug_assert!(r.contains(oc.sp.get() as usize));
-            // SAFETY: `old` is suspended (only the hub context runs), its live slice is [sp, top)
-            // of this region, and we run on the hub's stack (invariants 1 and 8).
+            // SAFETY: the occupant is suspended (only the hub context runs) and alive (`live`
+            // owns it, invariant 9), its live slice is [sp, top) of this region, and we run on
+            // the hub's stack (invariants 1 and 8).
             let n = unsafe { oc.slice.save(oc.sp.get(), r.top) };
             add(&self.counters.slice_saves, 1);
             add(&self.counters.slice_sizes[size_bucket(n)], 1);
             add(&self.counters.bytes_copied, n as u64);
         });
-        drop(evicted); // suspended and owned by `live`: never the last handle
     }
 
     /// Whether `sp` lies in the stack region of the running worker `core` (debug checks).

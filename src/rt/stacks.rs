@@ -67,7 +67,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::task::{Core, TaskRef};
+use super::task::Core;
 use crate::stack::Stack;
 
 /// Default most regions a hub maps for greenlets that may share (exclusive ones come on top).
@@ -132,9 +132,10 @@ pub(super) struct Region {
     /// Where workers start: the mapping's top lowered by [`top_offset`], so the hot frames of
     /// different regions fall in different cache sets.
     pub(super) top: *mut u8,
-    /// The worker whose bytes are in the region.
-    pub(super) occupant: Cell<Option<TaskRef>>,
-    /// The occupant's core, for the pointer comparison on the lazy path; null if none.
+    /// The core of the worker whose bytes are in the region; null if none. Not an owning
+    /// handle (no reference count to move on every binding and eviction): the occupant is
+    /// always a started, unfinished worker, which `Hub::live` owns, and `retire` unbinds it
+    /// here before `live` lets go of it (invariant 9). Read with [`Region::occupant`].
     pub(super) occupant_core: Cell<*const Core>,
     /// Live (started, unfinished) greenlets bound here.
     bound: Cell<usize>,
@@ -150,6 +151,17 @@ pub(super) struct Region {
 }
 
 impl Region {
+    /// The occupant's core, if any.
+    #[inline(always)]
+    pub(super) fn occupant(&self) -> Option<&Core> {
+        let p = self.occupant_core.get();
+        // SAFETY: a non-null `occupant_core` names a started, unfinished worker, owned by the
+        // hub's `live` table until `retire` has cleared it here (see the field; invariant 9), and
+        // the reference does not outlive this borrow of the region, which only the hub's thread
+        // holds, across no switch (invariant 5).
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
     /// Whether `addr` lies in the usable part of this region.
     pub(super) fn contains(&self, addr: usize) -> bool {
         self.stack.contains(addr)
@@ -251,7 +263,6 @@ impl Stacks {
             guard,
             stack,
             top,
-            occupant: Cell::new(None),
             occupant_core: Cell::new(ptr::null()),
             bound: Cell::new(0),
             exclusive: Cell::new(false),
@@ -290,6 +301,12 @@ impl Stacks {
         r.last_resume.set(now);
         self.cold_pending.set(true);
         Ok((i, r.guard))
+    }
+
+    /// Whether `assign` would take a free region (its fast path: no mapping, no sharing).
+    #[inline(always)]
+    pub(super) fn has_free(&self) -> bool {
+        !self.free.borrow().is_empty()
     }
 
     /// Steps 1 (exclusive, nothing free), 3, 4 and 5 of the policy.
@@ -344,18 +361,14 @@ impl Stacks {
     }
 
     /// Worker `core`, bound to region `i`, finished: its bytes there are dead (nothing needs
-    /// saving), and the region is free once nobody else is bound to it. Returns the occupant
-    /// handle to drop after the caller's borrows end (dropping it may run destructors).
+    /// saving), and the region is free once nobody else is bound to it.
     #[inline]
-    pub(super) fn unbind(&self, i: u32, core: &Core) -> Option<TaskRef> {
+    pub(super) fn unbind(&self, i: u32, core: &Core) {
         let regions = self.regions.borrow();
         let r = &regions[i as usize];
-        let occupant = if ptr::eq(r.occupant_core.get(), core) {
+        if ptr::eq(r.occupant_core.get(), core) {
             r.occupant_core.set(ptr::null());
-            r.occupant.take()
-        } else {
-            None
-        };
+        }
         let bound = r.bound.get() - 1;
         r.bound.set(bound);
         r.exclusive.set(false);
@@ -363,7 +376,15 @@ impl Stacks {
         if bound == 0 {
             self.free.borrow_mut().push(i);
         }
-        occupant
+    }
+
+    /// Region `i` stops naming `core` as its occupant (see `Hub::vacate_region`).
+    pub(super) fn vacate(&self, i: u32, core: &Core) {
+        let regions = self.regions.borrow();
+        let r = &regions[i as usize];
+        if ptr::eq(r.occupant_core.get(), core) {
+            r.occupant_core.set(ptr::null());
+        }
     }
 
     /// Drops the pages of the free regions beyond the [`WARM_SPARES`] most recently freed. Called
@@ -406,15 +427,10 @@ impl Stacks {
     }
 
     /// Regions (not exclusive, with pages) whose greenlets were last resumed before switch
-    /// `threshold`: their occupant, if any, is taken out for the caller to slice, and their
-    /// pages are dropped. Returns the occupants (to drop after the borrows end).
-    pub(super) fn evict_cold(
-        &self,
-        threshold: u64,
-        mut save: impl FnMut(&Region, &TaskRef),
-    ) -> Vec<TaskRef> {
+    /// `threshold`: their occupant, if any, is handed to `save` to slice and stops being the
+    /// occupant, and their pages are dropped.
+    pub(super) fn evict_cold(&self, threshold: u64, mut save: impl FnMut(&Region, &Core)) {
         let regions = self.regions.borrow();
-        let mut evicted = Vec::new();
         let mut pending = false;
         for r in regions.iter() {
             if r.exclusive.get() || r.bound.get() == 0 || !r.committed.get() {
@@ -424,17 +440,15 @@ impl Stacks {
                 pending = true; // resumed recently: it runs, or may go cold later
                 continue;
             }
-            if let Some(old) = r.occupant.take() {
-                save(r, &old);
+            if let Some(old) = r.occupant() {
+                save(r, old);
                 r.occupant_core.set(ptr::null());
-                evicted.push(old);
             }
             r.committed.set(false);
             r.stack.release();
             self.releases.set(self.releases.get() + 1);
         }
         self.cold_pending.set(pending);
-        evicted
     }
 }
 

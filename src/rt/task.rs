@@ -222,6 +222,13 @@ impl Core {
         self.cold.get_or_init(Box::default)
     }
 
+    /// Whether the cold fields were allocated (a name, greenlet-locals, spans, a second joiner,
+    /// a timeout scope).
+    #[inline(always)]
+    pub(crate) fn has_cold(&self) -> bool {
+        self.cold.get().is_some()
+    }
+
     /// The cold fields if allocated.
     #[inline(always)]
     pub(crate) fn cold_if_any(&self) -> Option<&Cold> {
@@ -274,14 +281,19 @@ impl Core {
         }
     }
 
-    /// Takes every joiner, to wake them.
-    pub(crate) fn take_joiners(&self) -> (Option<Waiter>, Vec<Waiter>) {
-        (
-            self.joiner.take(),
-            self.cold_if_any()
-                .map(|c| std::mem::take(&mut *c.more_joiners.borrow_mut()))
-                .unwrap_or_default(),
-        )
+    /// Takes every joiner, to wake them: the first, and whether there may be more (then
+    /// [`take_more_joiners`](Self::take_more_joiners) has them). Split so that the common case,
+    /// one joiner and no cold fields, builds no `Vec` and no iterator chain.
+    #[inline(always)]
+    pub(crate) fn take_joiners(&self) -> (Option<Waiter>, bool) {
+        (self.joiner.take(), self.cold_if_any().is_some())
+    }
+
+    /// The joiners after the first (see [`take_joiners`](Self::take_joiners)).
+    pub(crate) fn take_more_joiners(&self) -> Vec<Waiter> {
+        self.cold_if_any()
+            .map(|c| std::mem::take(&mut *c.more_joiners.borrow_mut()))
+            .unwrap_or_default()
     }
 
     /// "greenlet 7 (name)" or "greenlet 7", for messages.

@@ -175,6 +175,8 @@ impl Hub {
             let abandoned: Vec<TaskRef> = self.live.borrow_mut().drain();
             for t in &abandoned {
                 t.core().abandon();
+                // Its region names it as occupant without owning it; it will never run again.
+                self.vacate_region(t.core());
             }
         }
         self.tearing_down.set(false);
