@@ -329,9 +329,9 @@ impl Hub {
         };
         core.make_ready();
         self.ready.push(me); // behind `next`, which stays at the front
-        // SAFETY: `core.sp` is a cell of the yielding greenlet's core, which the ready queue now
-        // owns (or `main`), so it outlives the switch back; `next` was just checked by
-        // `direct_successor` and is still at the front (invariants 1, 3, 9).
+                             // SAFETY: `core.sp` is a cell of the yielding greenlet's core, which the ready queue now
+                             // owns (or `main`), so it outlives the switch back; `next` was just checked by
+                             // `direct_successor` and is still at the front (invariants 1, 3, 9).
         unsafe { self.enter_successor(next, budget, core.sp.as_ptr()) };
         true
     }
