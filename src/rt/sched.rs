@@ -42,17 +42,25 @@ const BUDGET: usize = 61;
 const READY_KEEP: usize = 4096;
 
 impl Hub {
-    /// Switches from the running greenlet to the hub context; returns when the hub resumes it.
-    pub(super) fn switch_to_hub(&self, core: &Core) {
+    /// Debug builds: a worker about to switch away runs on its own stack region.
+    #[inline(always)]
+    fn debug_assert_on_own_region(&self, core: &Core) {
         #[cfg(debug_assertions)]
         if core.kind == Kind::Worker {
-            let sp = arch::approximate_sp();
+            let here = arch::approximate_sp();
             debug_assert!(
-                self.in_own_region(core, sp),
-                "greenhub: {} is running off its stack region ({sp:#x})",
+                self.in_own_region(core, here),
+                "greenhub: {} is running off its stack region ({here:#x})",
                 core.describe()
             );
         }
+        #[cfg(not(debug_assertions))]
+        let _ = core;
+    }
+
+    /// Switches from the running greenlet to the hub context; returns when the hub resumes it.
+    pub(super) fn switch_to_hub(&self, core: &Core) {
+        self.debug_assert_on_own_region(core);
         add(&self.counters.switches, 1);
         // SAFETY: `core.sp` is a heap cell that outlives the switch back (the core is owned by
         // `live` or is main's); `hub_sp` was stored by the hub context's own last switch or made by
@@ -314,24 +322,17 @@ impl Hub {
         let Some(next) = self.direct_successor(true) else {
             return false;
         };
-        #[cfg(debug_assertions)]
-        if core.kind == Kind::Worker {
-            let here = arch::approximate_sp();
-            debug_assert!(
-                self.in_own_region(core, here),
-                "greenhub: {} is running off its stack region ({here:#x})",
-                core.describe()
-            );
-        }
+        self.debug_assert_on_own_region(core);
         // From here on, what `entered_hub` and the loop would do, in their order.
         let Some(me) = self.running.take() else {
             no_running()
         };
         core.make_ready();
-        self.ready.push(me); // behind `next`, which stays at the front
-                             // SAFETY: `core.sp` is a cell of the yielding greenlet's core, which the ready queue now
-                             // owns (or `main`), so it outlives the switch back; `next` was just checked by
-                             // `direct_successor` and is still at the front (invariants 1, 3, 9).
+        // Behind `next`, which stays at the front.
+        self.ready.push(me);
+        // SAFETY: `core.sp` is a cell of the yielding greenlet's core, which the ready queue now
+        // owns (or `main`), so it outlives the switch back; `next` was just checked by
+        // `direct_successor` and is still at the front (invariants 1, 3, 9).
         unsafe { self.enter_successor(next, budget, core.sp.as_ptr()) };
         true
     }
