@@ -54,7 +54,9 @@ impl<T> Live<T> {
     pub(crate) fn try_remove(&mut self, key: u32) -> Option<T> {
         let t = self.slots.get_mut(key as usize)?.take()?;
         self.len -= 1;
-        if self.len == 0 {
+        if self.len == 0 && self.slots.capacity() > KEEP {
+            // The end of a burst: give its storage back. A small table keeps its vacancies
+            // instead (clearing them on every emptying cost a spawn + join 30 instructions).
             self.clear_storage();
         } else {
             self.free.push(key);
