@@ -378,7 +378,7 @@ impl<S: AsRawFd> Registered<S> {
         let Some(slot) = handle.slot() else {
             return Err(not_here(handle));
         };
-        let hub = slot.hub();
+        let hub = handle.hub(slot);
         hub.io_arm(slot, dir);
         match hub.io_park(handle.key(), at) {
             Wake::Woken => Ok(()),

@@ -12,7 +12,7 @@
 //!   Registered (reactor.rs, any thread)        Hub::io: IoSlots (hub thread only)
 //!   ┌──────────────────────────┐                ┌─────────────────────────────────┐
 //!   │ IoHandle { owner, slot ──┼──────┐         │ live: Slab<*IoSlot>  (ownership) │
-//!   │            key, fd,      │      │         │ doomed: freed after the dispatch │
+//!   │        hub, key, fd,     │      │         │ doomed: freed after the dispatch │
 //!   │            remote }      │      ▼         │ zombies: freed with the hub      │
 //!   └──────────────────────────┘   ┌────────────┴───┐                             │
 //!                                  │ IoSlot (heap)  │  ready bits, reader, writer, │
@@ -26,9 +26,9 @@
 //! readiness a read or write checks before its syscall is one load away, with no thread-local
 //! hub lookup, no `RefCell` and no slab. The handle is `Send` (a socket is); the slot is not
 //! (`Cell`s), so the handle hands out `&IoSlot` only on the thread of the hub that made it, while
-//! that hub lives (the thread-local `IO_OWNER`).
+//! that hub lives (the thread-local `IO_OWNER`), and the hub with it ([`IoHandle::hub`]).
 //!
-//! One waiter per direction sits in a `Cell` (`reader`, `writer`); a second waiter on the same
+//! One waiter per direction sits in a `Cell` (`reader` and `reader_gen`, `writer`); a second waiter on the same
 //! direction (two greenlets reading clones of one socket, a `poll` over one descriptor twice) goes
 //! to `more`, a `Vec` that allocates only then. Dispatch takes the one waiter out (no `Vec` to
 //! drain), and arming puts one in (no `retain`).
@@ -78,7 +78,7 @@ use slab::Slab;
 use super::hub::{existing_hub, Hub};
 use super::mailbox::{Msg, Shared};
 use super::stats::add;
-use super::task::{WaitOn, Waiter, Wake};
+use super::task::{TaskRef, WaitOn, Waiter, Wake};
 
 /// mio token of the hub's waker.
 pub(super) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -133,25 +133,37 @@ const MORE: u8 = 1 << 5;
 /// Deregistered: events still in the batch being dispatched (or, for a zombie, from an epoll
 /// entry the kernel kept) are ignored.
 const DEAD: u8 = 1 << 6;
+/// `writer` holds a waiter. The dispatch of an event reporting the socket writable looks at
+/// `writer` only then, so a socket that never waits to write keeps that cell out of the cache.
+const WRITER: u8 = 1 << 7;
 
 /// The waiters beyond the first of a direction, with the direction each waits for.
 type Overflow = Vec<(Dir, Waiter)>;
 
 /// An I/O registration's readiness and waiters. Lives in its own `Box`, owned by `IoSlots`; see
 /// the module docs for who may reach it and when it is freed.
+///
+/// `repr(C)`, the hot fields first: a round trip on a socket touches the readiness bits and the
+/// read waiter (the dispatch, the transfer's check, the next park), and those are the first 16
+/// bytes, which malloc's 16-byte alignment keeps inside one cache line. So the read waiter is
+/// split into its fields, with the bits in its padding, and `writer` is looked at only when
+/// [`WRITER`] says one is queued (epoll reports a socket writable in nearly every event). With
+/// the compiler's order a round trip touched two lines of the slot three times in four
+/// (BENCHMARKS.md, "Fourth pass").
+#[repr(C)]
 pub(crate) struct IoSlot {
+    /// The read waiter's greenlet (at most one here; the rare others in `more`).
+    reader: Cell<Option<TaskRef>>,
+    /// The read waiter's park generation (meaningful while `reader` is `Some`).
+    reader_gen: Cell<u32>,
     /// The bits above.
     ready: Cell<u8>,
     naming: Naming,
-    /// The waiter of the read direction (at most one here; the rare others in `more`).
-    reader: Cell<Option<Waiter>>,
-    /// The waiter of the write direction.
+    /// The waiter of the write direction; `Some` only while [`WRITER`] is set.
     writer: Cell<Option<Waiter>>,
     /// Further waiters, when a direction has two at once. Allocated only then (one pointer in
     /// the slot otherwise); taken out while it is worked on.
     more: Cell<Option<Box<Overflow>>>,
-    /// The hub whose `IoSlots` owns this slot (and frees it before the hub is freed).
-    hub: NonNull<Hub>,
 }
 
 impl IoSlot {
@@ -180,30 +192,48 @@ impl IoSlot {
         }
     }
 
-    /// The hub this slot belongs to.
-    #[inline(always)]
-    pub(crate) fn hub(&self) -> &Hub {
-        // SAFETY: `hub` is the hub whose `IoSlots` made this slot; that hub frees its slots
-        // (when it is dropped, or earlier) before its own memory goes (invariant 7), so it is
-        // alive while `&self` is.
-        unsafe { self.hub.as_ref() }
-    }
-
-    fn new(hub: &Hub, naming: Naming, ready: bool) -> IoSlot {
+    fn new(naming: Naming, ready: bool) -> IoSlot {
         IoSlot {
+            reader: Cell::new(None),
+            reader_gen: Cell::new(0),
             ready: Cell::new(if ready { READABLE | WRITABLE } else { 0 }),
             naming,
-            reader: Cell::new(None),
             writer: Cell::new(None),
             more: Cell::new(None),
-            hub: NonNull::from(hub),
         }
     }
 
-    fn waiter_cell(&self, dir: Dir) -> &Cell<Option<Waiter>> {
+    /// Puts `w` in `dir`'s cell; returns what was there.
+    #[inline(always)]
+    fn put_waiter(&self, dir: Dir, w: Waiter) -> Option<Waiter> {
         match dir {
-            Dir::Read => &self.reader,
-            Dir::Write => &self.writer,
+            Dir::Read => {
+                let gen = self.reader_gen.replace(w.gen);
+                let task = self.reader.replace(Some(w.task))?;
+                Some(Waiter { task, gen })
+            }
+            Dir::Write => {
+                self.ready.set(self.ready.get() | WRITER);
+                self.writer.replace(Some(w))
+            }
+        }
+    }
+
+    /// Takes `dir`'s waiter out of its cell.
+    #[inline(always)]
+    fn take_waiter(&self, dir: Dir) -> Option<Waiter> {
+        match dir {
+            Dir::Read => {
+                let task = self.reader.take()?;
+                Some(Waiter {
+                    task,
+                    gen: self.reader_gen.get(),
+                })
+            }
+            Dir::Write => {
+                self.ready.set(self.ready.get() & !WRITER);
+                self.writer.take()
+            }
         }
     }
 
@@ -211,9 +241,8 @@ impl IoSlot {
     /// there (then in `more`). A stale waiter it displaces is discarded through [`discard`].
     #[inline(always)]
     fn queue(&self, hub: &Hub, dir: Dir, w: Waiter) {
-        let cell = self.waiter_cell(dir);
         // The usual case: the last wake took the waiter out, and this is one swap.
-        if let Some(old) = cell.replace(Some(w)) {
+        if let Some(old) = self.put_waiter(dir, w) {
             self.displaced(hub, dir, old);
         }
     }
@@ -224,8 +253,7 @@ impl IoSlot {
     fn displaced(&self, hub: &Hub, dir: Dir, old: Waiter) {
         if old.is_pending() {
             // Another greenlet waits there: it keeps the cell, the newcomer goes to `more`.
-            let cell = self.waiter_cell(dir);
-            if let Some(new) = cell.replace(Some(old)) {
+            if let Some(new) = self.put_waiter(dir, old) {
                 self.queue_more(hub, dir, new);
             }
         } else {
@@ -291,12 +319,12 @@ impl IoSlot {
         // finished greenlet and, with it, a socket — even this one, which is then only marked
         // dead until the batch is done.
         if read {
-            if let Some(w) = self.reader.take() {
+            if let Some(w) = self.take_waiter(Dir::Read) {
                 hub.wake_owned(w, Wake::Woken);
             }
         }
-        if write {
-            if let Some(w) = self.writer.take() {
+        if write && bits & WRITER != 0 {
+            if let Some(w) = self.take_waiter(Dir::Write) {
                 hub.wake_owned(w, Wake::Woken);
             }
         }
@@ -336,8 +364,8 @@ impl IoSlot {
     /// Takes every waiter out (for a slot being forgotten: they are woken to find it gone).
     #[cfg(feature = "monkey")]
     fn take_waiters(&self) -> Vec<Waiter> {
-        let mut all: Vec<Waiter> = self.reader.take().into_iter().collect();
-        all.extend(self.writer.take());
+        let mut all: Vec<Waiter> = self.take_waiter(Dir::Read).into_iter().collect();
+        all.extend(self.take_waiter(Dir::Write));
         all.extend(
             self.more
                 .take()
@@ -404,11 +432,11 @@ impl IoSlots {
         }
     }
 
-    fn insert(&self, hub: &Hub, naming: Naming, ready: bool) -> (usize, NonNull<IoSlot>) {
+    fn insert(&self, naming: Naming, ready: bool) -> (usize, NonNull<IoSlot>) {
         let mut live = self.live.borrow_mut();
         let entry = live.vacant_entry();
         let key = entry.key();
-        let slot = NonNull::from(Box::leak(Box::new(IoSlot::new(hub, naming, ready))));
+        let slot = NonNull::from(Box::leak(Box::new(IoSlot::new(naming, ready))));
         entry.insert(slot);
         (key, slot)
     }
@@ -506,6 +534,10 @@ pub(crate) struct IoHandle {
     owner: u64,
     /// The slot (dereferenced only on the owner's thread, see [`IoHandle::slot`]).
     slot: NonNull<IoSlot>,
+    /// The hub whose `IoSlots` is `owner` (dereferenced only with the slot, see
+    /// [`IoHandle::hub`]). Kept here, beside the slot pointer the socket reads anyway, rather
+    /// than in the slot, so the slot's hot bytes fit one cache line.
+    hub: NonNull<Hub>,
     key: usize,
     fd: RawFd,
     /// Undoes it from another thread (or after the hub is gone).
@@ -525,6 +557,19 @@ impl IoHandle {
         // drop (`Hub::io_release`, or the remote message); so the slot is allocated for as long
         // as `&self` is borrowed. `IoSlot` is `!Sync`, so the reference stays on this thread.
         Some(unsafe { self.slot.as_ref() })
+    }
+
+    /// The hub that owns `slot` (the one [`IoHandle::slot`] returned: call it only after that
+    /// returned `Some`, which proves that hub lives on this thread).
+    #[inline(always)]
+    pub(crate) fn hub(&self, slot: &IoSlot) -> &Hub {
+        debug_assert!(std::ptr::eq(slot, self.slot.as_ptr()));
+        // SAFETY: `slot` came from `self.slot()` (the caller's contract, checked in debug
+        // builds), so IO_OWNER equals `owner` on this thread: the `IoSlots` that made this handle
+        // lives, and it is a field of the hub `self.hub` points at, which is therefore alive too
+        // (its box is freed only by teardown, after its `IoSlots` is dropped: invariant 7) and
+        // outlives the borrow of `slot`. `Hub` is `!Sync`: the reference stays on this thread.
+        unsafe { self.hub.as_ref() }
     }
 
     /// Whether the running thread's hub made this registration and has been torn down since.
@@ -643,7 +688,7 @@ impl Hub {
     /// in this poll: two owners of one descriptor).
     pub(crate) fn io_register(&self, fd: RawFd, naming: Naming) -> io::Result<IoHandle> {
         let remote = self.io_remote.clone();
-        let (key, slot) = self.io.insert(self, naming, true);
+        let (key, slot) = self.io.insert(naming, true);
         let registered = self.poll.borrow().registry().register(
             &mut SourceFd(&fd),
             IoSlots::token(key, slot, naming),
@@ -666,6 +711,7 @@ impl Hub {
         Ok(IoHandle {
             owner: self.io.id,
             slot,
+            hub: NonNull::from(self),
             key,
             fd,
             remote,
@@ -695,7 +741,7 @@ impl Hub {
     /// # Errors
     /// The error of `epoll_ctl` (`EEXIST`: already in this poll; `EPERM`: a regular file).
     pub(crate) fn io_register_for(&self, fd: RawFd, interest: Interest) -> io::Result<usize> {
-        let (key, slot) = self.io.insert(self, Naming::Index, false);
+        let (key, slot) = self.io.insert(Naming::Index, false);
         let registered = self.poll.borrow().registry().register(
             &mut SourceFd(&fd),
             IoSlots::token(key, slot, Naming::Index),
@@ -765,7 +811,7 @@ impl Hub {
                 if self.io.live.try_borrow_mut().is_err() {
                     return Err(io::Error::other("I/O slots busy"));
                 }
-                let (key, slot) = self.io.insert(self, Naming::Index, true);
+                let (key, slot) = self.io.insert(Naming::Index, true);
                 (key, Some(slot))
             }
         };
@@ -915,13 +961,22 @@ mod tests {
     }
 
     #[test]
-    fn an_io_slot_is_its_two_waiter_cells_and_three_words() {
-        // Bits and naming, the overflow pointer, the hub pointer: every registered socket has one.
-        let cells = 2 * std::mem::size_of::<Option<Waiter>>();
-        assert!(
-            std::mem::size_of::<IoSlot>() <= cells + 24,
-            "{}",
-            std::mem::size_of::<IoSlot>()
+    fn an_io_slot_keeps_its_round_trip_fields_in_its_first_16_bytes() {
+        use std::mem::{offset_of, size_of};
+        // What a read round trip touches: the bits and the read waiter. 16 bytes at the start
+        // of a 16-aligned allocation never straddle a cache line.
+        for end in [
+            offset_of!(IoSlot, reader) + size_of::<Option<TaskRef>>(),
+            offset_of!(IoSlot, reader_gen) + size_of::<u32>(),
+            offset_of!(IoSlot, ready) + 1,
+        ] {
+            assert!(end <= 16, "a hot field of IoSlot ends at byte {end}");
+        }
+        // The rest: the write waiter and the overflow pointer (the hub is in the handle).
+        assert_eq!(
+            size_of::<IoSlot>(),
+            16 + size_of::<Option<Waiter>>() + 8,
+            "IoSlot grew"
         );
     }
 
