@@ -76,27 +76,22 @@ pub(crate) enum Kind {
 /// Every field is a `Cell`/`RefCell` touched only on the hub's thread
 /// ([invariant 5](super#invariants)); the notes say *who* writes each one and *when*. "The hub"
 /// means code in `rt/` running in either the hub context or the greenlet that calls into it.
+///
+/// `repr(C)`, the fields a park, a wake and a resume touch first (`sp` to `started`: 39 bytes,
+/// which with the reference count in front of the core stay in one cache line when the
+/// allocation starts in the first half of a line), the rest after. Under the compiler's order
+/// they were spread over 100 bytes: about one more D1 miss per echo round trip at 1,000
+/// connections (BENCHMARKS.md, "Fourth pass").
+#[repr(C)]
 pub(crate) struct Core {
-    /// Process-unique; fixed at creation. Read by anyone (diagnostics, the overflow handler).
-    pub(crate) id: u64,
     /// Saved stack pointer while not running. Written only by the switch (and the fresh frame the
     /// slicing code makes); read by the hub before resuming.
     pub(crate) sp: Cell<*mut u8>,
-    /// The heap copy of `[sp, top)` while another worker occupies the shared stack. Only the
-    /// slicing code on the hub's stack touches it ([invariant 8](super#invariants)); released by
-    /// `retire`.
-    pub(crate) slice: Slice,
-    /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
-    /// so a join allocates nothing). Added to by joiners, drained by `retire`; any further joiners
-    /// are in [`Cold::more_joiners`].
-    joiner: Cell<Option<Waiter>>,
     /// What the greenlet is parked on, for diagnostics. Set by `arm_park`, cleared by `end_park`.
     pub(crate) waiting_on: WaitCell,
     /// The rarely used fields, allocated on first use (see [`Cold`]): a greenlet that has no
     /// name, no second joiner, no timeout scope and no delayed start never allocates it.
     cold: OnceCell<Box<Cold>>,
-    /// Key in the hub's `live` table. Set once by `schedule_new`.
-    pub(crate) live_key: Cell<u32>,
     /// Index of the stack region it is bound to (`stacks.rs`), [`NO_REGION`] until it first runs.
     /// Set once by the slicing code; never changes after (its slice holds absolute addresses).
     pub(crate) region: Cell<u32>,
@@ -109,18 +104,8 @@ pub(crate) struct Core {
     /// Why the last park ended. Written by `Hub::wake` (with the `Ready` transition) and reset
     /// by `arm_park`; read by `end_park`.
     pub(crate) wake: Cell<Wake>,
-    /// Set once by the slicing code when it writes the worker's first frame (main: always true).
-    pub(crate) started: Cell<bool>,
-    /// Asked for a stack region of its own (`Builder::exclusive_stack`). Set by the builder
-    /// before the greenlet is scheduled; read when it first runs.
-    pub(crate) exclusive: Cell<bool>,
     /// A kill was requested. Set by `Hub::request_kill`; never cleared.
     pub(crate) kill: Cell<bool>,
-    /// The kill payload was thrown at least once (so a blocking point reached again caught it:
-    /// it yields before throwing again). Set by `Hub::interrupt`; never cleared.
-    pub(crate) kill_delivered: Cell<bool>,
-    /// The `Greenlet` handle was dropped: nobody will take the result. Set by the handle's drop.
-    pub(crate) detached: Cell<bool>,
     /// The current park (or the wait for a `spawn_later` start) armed a timer, which is in the
     /// hub's heap until it fires or surfaces stale. Set by `arm_park`/`schedule_new`, cleared by
     /// `end_park` (which tells the heap when the park ended otherwise) and a kill before start.
@@ -128,6 +113,28 @@ pub(crate) struct Core {
     /// The current park's timer carries the earliest enclosing timeout scope's deadline, not the
     /// caller's own. Set by `arm_park`, read by `end_park`.
     pub(crate) by_scope: Cell<bool>,
+    /// Set once by the slicing code when it writes the worker's first frame (main: always true).
+    pub(crate) started: Cell<bool>,
+    /// Process-unique; fixed at creation. Read by anyone (diagnostics, the overflow handler).
+    pub(crate) id: u64,
+    /// The heap copy of `[sp, top)` while another worker occupies the shared stack. Only the
+    /// slicing code on the hub's stack touches it ([invariant 8](super#invariants)); released by
+    /// `retire`.
+    pub(crate) slice: Slice,
+    /// The first greenlet waiting for this one to finish (nearly always the only one: kept inline
+    /// so a join allocates nothing). Added to by joiners, drained by `retire`; any further joiners
+    /// are in [`Cold::more_joiners`].
+    joiner: Cell<Option<Waiter>>,
+    /// Key in the hub's `live` table. Set once by `schedule_new`.
+    pub(crate) live_key: Cell<u32>,
+    /// Asked for a stack region of its own (`Builder::exclusive_stack`). Set by the builder
+    /// before the greenlet is scheduled; read when it first runs.
+    pub(crate) exclusive: Cell<bool>,
+    /// The kill payload was thrown at least once (so a blocking point reached again caught it:
+    /// it yields before throwing again). Set by `Hub::interrupt`; never cleared.
+    pub(crate) kill_delivered: Cell<bool>,
+    /// The `Greenlet` handle was dropped: nobody will take the result. Set by the handle's drop.
+    pub(crate) detached: Cell<bool>,
 }
 
 /// The fields of a [`Core`] most greenlets never use, out of line so that a parked greenlet's
@@ -406,8 +413,9 @@ pub(crate) trait Task {
 #[repr(C)]
 pub(crate) struct TaskHead {
     refs: Cell<usize>,
-    vtable: &'static TaskVTable,
+    /// Right after `refs`: its first fields are the hot ones (see [`Core`]).
     pub(crate) core: Core,
+    vtable: &'static TaskVTable,
 }
 
 /// One greenlet's allocation: the head, then the body it runs.
