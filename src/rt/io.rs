@@ -529,7 +529,15 @@ impl Drop for IoSlots {
 
 /// A registration made by [`Hub::io_register`]: the socket's way to its slot, and what undoes
 /// the registration when dropped (on any thread, before the descriptor closes).
+///
+/// `repr(C)`, the cold fields first: a socket keeps its handle in a `OnceLock`, whose state std
+/// keeps after the value, and a transfer reads that state, `owner`, `slot`, `hub` and `key`,
+/// which are thus adjacent (see `Registered`).
+#[repr(C)]
 pub(crate) struct IoHandle {
+    /// Undoes it from another thread (or after the hub is gone).
+    remote: Arc<IoRemote>,
+    fd: RawFd,
     /// `IoSlots::id` of the hub that made it.
     owner: u64,
     /// The slot (dereferenced only on the owner's thread, see [`IoHandle::slot`]).
@@ -539,9 +547,6 @@ pub(crate) struct IoHandle {
     /// than in the slot, so the slot's hot bytes fit one cache line.
     hub: NonNull<Hub>,
     key: usize,
-    fd: RawFd,
-    /// Undoes it from another thread (or after the hub is gone).
-    remote: Arc<IoRemote>,
 }
 
 impl IoHandle {
