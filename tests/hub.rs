@@ -224,3 +224,44 @@ fn a_panic_nobody_joins_is_reported_through_tracing() {
         "a joined panic is the joiner's, not the log's: {out}"
     );
 }
+
+#[test]
+fn yields_run_greenlets_round_robin_through_growth_and_wrap_around() {
+    // The ready queue is a ring that starts at 16 slots and doubles: 16 greenlets fill it with
+    // main (17 entries: a growth), then a burst of 40 more spawned while the front has moved
+    // (a growth with the live range wrapped), then everyone yields in turn. Each turn must be
+    // FIFO: every round visits the greenlets in spawn order.
+    let order = hub::run(|| {
+        let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut handles = Vec::new();
+        let spawn = |i: usize, handles: &mut Vec<_>| {
+            let o = order.clone();
+            handles.push(hub::spawn(move || {
+                for round in 0..3 {
+                    o.borrow_mut().push((round, i));
+                    hub::yield_now();
+                }
+            }));
+        };
+        for i in 0..16 {
+            spawn(i, &mut handles);
+        }
+        hub::yield_now(); // round 0 of the first 16 runs; the front has moved on
+        for i in 16..56 {
+            spawn(i, &mut handles);
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        Rc::try_unwrap(order).unwrap().into_inner()
+    });
+    let mut expected: Vec<(usize, usize)> = (0..16).map(|i| (0, i)).collect();
+    // Main yielded behind the first 16 and spawned the rest after their first turn: the first
+    // 16 run their round 1 before the newcomers' round 0, and so on, each group in order.
+    expected.extend((0..16).map(|i| (1, i)));
+    expected.extend((16..56).map(|i| (0, i)));
+    expected.extend((0..16).map(|i| (2, i)));
+    expected.extend((16..56).map(|i| (1, i)));
+    expected.extend((16..56).map(|i| (2, i)));
+    assert_eq!(order, expected);
+}
