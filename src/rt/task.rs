@@ -478,14 +478,13 @@ impl<B: Task + 'static> VTableOf<B> {
 
     unsafe fn free(head: NonNull<TaskHead>) {
         let p = head.cast::<TaskAlloc<B>>();
+        // The block goes back even if a destructor in the body panics (as a `Box` would).
+        let _free = FreeBlockOnDrop(p.cast(), Layout::new::<TaskAlloc<B>>());
         // SAFETY: as in `run`, and the allocation is a `TaskAlloc<B>` from `TaskRef::new::<B>`
         // (its layout's); the last handle is gone, so nothing refers to it any more. The value
         // is dropped (which may run user code, even code that spawns and frees greenlets: no
-        // cache borrow is held) before its memory goes.
-        unsafe {
-            p.as_ptr().drop_in_place();
-            free_block(p.cast(), Layout::new::<TaskAlloc<B>>());
-        }
+        // cache borrow is held) before `_free` gives its memory back.
+        unsafe { p.as_ptr().drop_in_place() };
     }
 }
 
@@ -574,6 +573,18 @@ unsafe fn free_block(p: NonNull<u8>, layout: Layout) {
     if !kept {
         // SAFETY: the caller's promise: an allocation of `layout` that nobody refers to.
         unsafe { std::alloc::dealloc(p.as_ptr(), layout) };
+    }
+}
+
+/// Gives a block back (see [`free_block`]) when dropped: after its value was dropped, or while
+/// unwinding from a panic in that drop.
+struct FreeBlockOnDrop(NonNull<u8>, Layout);
+
+impl Drop for FreeBlockOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: only `VTableOf::free` makes one, for the block of the greenlet whose last
+        // handle is gone, once, and drops it after (or while unwinding from) the value's drop.
+        unsafe { free_block(self.0, self.1) }
     }
 }
 
