@@ -99,9 +99,9 @@ pub(crate) enum OnTimeout {
 /// waiters, and the descriptor closes when the last clone drops.
 ///
 /// `repr(C)`, for the cache: a transfer and its park read the registration's hot end (the
-/// handle's owner, slot, hub and key, then the `OnceLock`'s state, which std keeps after the
-/// value), then `mode` and `fd`, so those are adjacent (48 bytes); the timeouts are read only
-/// when `mode` says one was ever set. In the compiler's order a round trip at 1,000 connections
+/// handle's owner, slot, hub and key, then the `OnceLock`'s state, which today's std keeps
+/// after the value), then `mode` and `fd`, so those are adjacent (48 bytes); the timeouts are
+/// read only when `mode` says one was ever set. In the compiler's order a round trip at 1,000 connections
 /// touched about 2.2 lines of the allocation (BENCHMARKS.md, "Fourth pass").
 #[derive(Debug)]
 #[repr(C)]

@@ -28,9 +28,9 @@
 //! (`Cell`s), so the handle hands out `&IoSlot` only on the thread of the hub that made it, while
 //! that hub lives (the thread-local `IO_OWNER`), and the hub with it ([`IoHandle::hub`]).
 //!
-//! One waiter per direction sits in a `Cell` (`reader` and `reader_gen`, `writer`); a second waiter on the same
-//! direction (two greenlets reading clones of one socket, a `poll` over one descriptor twice) goes
-//! to `more`, a `Vec` that allocates only then. Dispatch takes the one waiter out (no `Vec` to
+//! One waiter per direction sits in a `Cell` (`reader` and `reader_gen`, `writer`); a second
+//! waiter on the same direction (two greenlets reading clones of one socket, a `poll` over one
+//! descriptor twice) goes to `more`, a `Vec` that allocates only then. Dispatch takes the one waiter out (no `Vec` to
 //! drain), and arming puts one in (no `retain`).
 //!
 //! # When a slot is freed: a stale event must never reach freed memory
@@ -530,9 +530,9 @@ impl Drop for IoSlots {
 /// A registration made by [`Hub::io_register`]: the socket's way to its slot, and what undoes
 /// the registration when dropped (on any thread, before the descriptor closes).
 ///
-/// `repr(C)`, the cold fields first: a socket keeps its handle in a `OnceLock`, whose state std
-/// keeps after the value, and a transfer reads that state, `owner`, `slot`, `hub` and `key`,
-/// which are thus adjacent (see `Registered`).
+/// `repr(C)`, the cold fields first: a socket keeps its handle in a `OnceLock`, whose state
+/// today's std keeps after the value, and a transfer reads that state, `owner`, `slot`, `hub`
+/// and `key`, which are thus adjacent (see `Registered`).
 #[repr(C)]
 pub(crate) struct IoHandle {
     /// Undoes it from another thread (or after the hub is gone).

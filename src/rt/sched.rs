@@ -890,12 +890,13 @@ impl ReadyQueue {
     }
 
     /// Takes the front and puts `back` behind the rest: what a yield does, without the
-    /// capacity check (the front's slot is free by then). `None` (and `back` dropped) if the
-    /// queue is empty: callers check the front first.
+    /// capacity check (the front's slot is free by then). If the queue is empty (callers check
+    /// the front first), `back` is queued and `None` returned: the handle is never dropped here,
+    /// since it may be the running greenlet's last.
     #[inline(always)]
     pub(super) fn rotate(&self, back: TaskRef) -> Option<TaskRef> {
         if self.is_empty() {
-            drop(back);
+            self.push(back);
             return None;
         }
         // SAFETY: as in `push`. The queue is not empty, so the ring has slots. The front
