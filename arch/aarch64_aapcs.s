@@ -33,8 +33,9 @@
 // callee-saved; FPCR's control fields are preserved across calls too (like MXCSR's on x86_64), so
 // each context keeps its own FPCR: it is saved on every switch and written only when the incoming
 // context's differs, because `msr fpcr` is a serialising instruction on many cores while `mrs` and
-// a compare cost a few cycles (the x86_64 port does the same with MXCSR). FPSR (the cumulative
-// exception flags) is status, not preserved by the ABI, and not switched. The 176-byte frame keeps
+// a compare cost a few cycles (the x86_64 port compares only the x87 word and loads MXCSR whole:
+// there the compare's read-back of STMXCSR's store cost more than the load). FPSR (the cumulative exception flags) is status, not
+// preserved by the ABI, and not switched. The 176-byte frame keeps
 // sp 16-byte aligned, as the architecture requires.
 //
 // The stack pointer moves from one valid stack straight to another with a single `mov`, so a signal

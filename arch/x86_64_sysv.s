@@ -27,8 +27,9 @@
 #
 # Why exactly these: the SysV ABI makes rbx, rbp, r12-r15, the MXCSR control bits and the x87 control
 # word callee-saved; everything else is caller-saved, so the compiler has already spilled whatever it
-# needs of it before the call. MXCSR is stored whole (status flags included), as greenlet does with
-# STMXCSR/FNSTCW: each context keeps its own rounding mode and exception masks.
+# needs of it before the call. MXCSR is stored and loaded whole (status flags included), as greenlet
+# does with STMXCSR/LDMXCSR: each context keeps its own rounding mode, exception masks and sticky
+# exception flags, as each thread does.
 #
 # The stack pointer moves from one valid stack straight to another valid stack with a single `mov`,
 # so a signal that arrives anywhere in here runs on a real stack below a complete frame.
@@ -71,24 +72,24 @@ greenhub_v0_switch:
     sub rsp, 8                          # the float-control slot, already written
     .cfi_adjust_cfa_offset 8
     # State: the whole frame above is on the outgoing stack; CFA = rsp+64.
-    # Loading MXCSR and the x87 control word costs tens of cycles, and almost every switch finds
-    # them equal, so they are loaded only when a control bit differs. Each word is compared at
-    # its own width: one wider load spanning the two stores above cannot be forwarded from them
-    # and stalls until they reach the cache (that cost about 2.5 ns per switch on Zen 3).
-    # MXCSR bits 0-5 are exception status flags, which the ABI does not preserve across calls:
-    # masked out (0xFFC0: DAZ, exception masks, rounding control, FZ).
-    mov ecx, [rsi]                      # the incoming frame's MXCSR
-    xor ecx, [rsp]                      # bits that differ from the CPU's (just stored)
+    # MXCSR is loaded whole on every switch, as greenlet does, rather than compared first: each
+    # context keeps its own sticky exception flags too, as each thread does, and the switch is 4
+    # instructions shorter. Nothing here reads back what STMXCSR stored; the compare did, and
+    # that load waited for the store. The load comes last, just before the `ret`. Both variants
+    # in one binary on Zen 3 (bench/tools/switch_harness): 12-13 ns per round trip from one call
+    # site against 16.4-17.4 for the compare; from two call sites both take 26-30 ns, a return
+    # misprediction per switch dominating (loading right after the stack switch instead cost
+    # about 1 ns more there; BENCHMARKS.md, "Fifth pass"). The x87 control word is still
+    # compared, at its own width (its store forwards), and FLDCW runs only when it differs, which
+    # almost never happens.
     movzx eax, word ptr [rsi + 4]       # the incoming x87 control word
-    xor ax, [rsp + 4]                   # bits that differ from the CPU's
-    and ecx, 0xFFC0                     # MXCSR's control bits only
-    or ecx, eax                         # ZF clear: some control bit differs
+    xor ax, [rsp + 4]                   # ZF clear: it differs from the CPU's (just stored)
     mov [rdi], rsp                      # publish the outgoing context's stack pointer
     mov rsp, rsi                        # the switch: from here on we are on the incoming stack
     # State: rsp -> the incoming context's saved frame (same layout); CFA = rsp+64; ZF says
-    # whether the incoming float control equals the CPU's. Nothing below writes the flags until
-    # the jnz (lea and pop leave them alone).
-    jnz 2f                              # a control bit differs: load both first
+    # whether the incoming x87 control word equals the CPU's. Nothing below writes the flags
+    # until the jnz (lea and pop leave them alone).
+    jnz 2f                              # its x87 control word differs: load it first
 1:
     .cfi_remember_state                 # this frame's CFI, for the out-of-line load at label 2
     lea rsp, [rsp + 8]                  # drop the float-control slot
@@ -111,13 +112,14 @@ greenhub_v0_switch:
     pop rbp                             # its rbp (0 in a fresh frame)
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbp
-    # State: rsp -> the incoming context's return address; CFA = rsp+8.
+    # State: rsp -> the incoming context's return address; CFA = rsp+8. The float-control slot
+    # is now 56 bytes below rsp, inside the red zone, where no signal handler writes.
+    ldmxcsr [rsp - 56]                  # its MXCSR
     mov rax, rdx                        # the value handed over becomes the return value
     ret                                 # resume the incoming context (or enter the trampoline)
 2:
-    # State: as at label 1, with the incoming float control not yet loaded; CFA = rsp+64.
+    # State: as at label 1, with the incoming x87 control word not yet loaded; CFA = rsp+64.
     .cfi_restore_state                  # (the CFI above ends at the ret; this code is before it)
-    ldmxcsr [rsp]                       # its MXCSR
     fldcw [rsp + 4]                     # its x87 control word
     jmp 1b                              # back to popping the general registers
     .cfi_endproc

@@ -415,6 +415,49 @@ mod x86 {
             }
         });
     }
+
+    /// MXCSR bits 0-5: the sticky exception flags (invalid, denormal, divide-by-zero, overflow,
+    /// underflow, precision).
+    const FLAGS: u32 = 0x3F;
+    const DIVIDE_BY_ZERO: u32 = 1 << 2;
+
+    /// The switch loads each context's whole MXCSR, so the sticky exception flags are per greenlet
+    /// too, as they are per thread: one greenlet's division by zero is not reported to another.
+    #[test]
+    #[cfg_attr(
+        feature = "valgrind",
+        ignore = "valgrind's x86 emulation does not raise MXCSR's exception flags"
+    )]
+    fn float_exception_flags_are_per_greenlet() {
+        hub::run(|| {
+            let raiser = hub::spawn(|| {
+                set_mxcsr(mxcsr() & !FLAGS);
+                let inf = std::hint::black_box(1.0f64) / std::hint::black_box(0.0f64);
+                assert!(inf.is_infinite());
+                assert_ne!(mxcsr() & DIVIDE_BY_ZERO, 0, "the division raised its flag");
+                for _ in 0..10 {
+                    hub::yield_now();
+                    assert_ne!(
+                        mxcsr() & DIVIDE_BY_ZERO,
+                        0,
+                        "our divide-by-zero flag was cleared by a switch"
+                    );
+                }
+            });
+            let observer = hub::spawn(|| {
+                for _ in 0..10 {
+                    hub::yield_now();
+                    assert_eq!(
+                        mxcsr() & DIVIDE_BY_ZERO,
+                        0,
+                        "another greenlet's divide-by-zero flag leaked into us"
+                    );
+                }
+            });
+            raiser.join().unwrap();
+            observer.join().unwrap();
+        });
+    }
 }
 
 #[test]
