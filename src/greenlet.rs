@@ -53,8 +53,7 @@ impl<F: FnOnce() -> T, T: 'static> Task for TaskCell<F, T> {
     /// its slice) for its whole life: taking the closure and recording the outcome run in
     /// out-of-line helpers whose frames are gone while the closure runs.
     fn run(&self, core: &Core) {
-        let f = self.take_closure(core);
-        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        let result = panic::catch_unwind(AssertUnwindSafe(|| (self.take_closure(core))()));
         self.finish_run(core, result);
     }
 
