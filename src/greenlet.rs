@@ -333,7 +333,12 @@ impl<T: 'static> Greenlet<T> {
 
     fn take_result(&self) -> Result<T, GreenletError> {
         match self.take_outcome() {
-            Some(r) => r,
+            Some(r) => {
+                // Nothing is left for the handle's drop to drop (or report): saying so here
+                // spares it a call into the body (a join's drop follows at once).
+                self.task.core().detached.set(true);
+                r
+            }
             None if self.is_finished() => {
                 panic!(
                     "greenhub: the result of greenlet {} was already taken by an earlier join",
@@ -411,8 +416,8 @@ impl<T: 'static> Greenlet<T> {
 impl<T> Drop for Greenlet<T> {
     fn drop(&mut self) {
         let core = self.task.core();
-        core.detached.set(true);
-        if core.is_finished() {
+        // Already set when a join took the outcome: then there is nothing to drop.
+        if !core.detached.replace(true) && core.is_finished() {
             // Dropped here, on the dropper's stack, with a panic it ended with reported.
             self.task.drop_outcome();
         }

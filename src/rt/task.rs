@@ -134,7 +134,8 @@ pub(crate) struct Core {
     /// The kill payload was thrown at least once (so a blocking point reached again caught it:
     /// it yields before throwing again). Set by `Hub::interrupt`; never cleared.
     pub(crate) kill_delivered: Cell<bool>,
-    /// The `Greenlet` handle was dropped: nobody will take the result. Set by the handle's drop.
+    /// Nobody will take the result: the `Greenlet` handle was dropped, or a join took the result
+    /// already. Set by the handle's drop and by a join that took the outcome.
     pub(crate) detached: Cell<bool>,
 }
 
